@@ -1,0 +1,3 @@
+"""WebSocket routes of the product (the live call board joins here)."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Django-free ConnectyCube client: REST, XMPP chat over WebSocket and P2P call signalling."""

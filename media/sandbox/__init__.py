@@ -1,0 +1,1 @@
+"""A ConnectyCube-compatible endpoint (REST and XMPP over WebSocket) for development and tests."""
