@@ -28,7 +28,6 @@ SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default; silences the transition warning
 
 # Fernet keys for secrets at rest, newest first. Encryption uses the first;
 # decryption tries them all, so adding a key in front and running
@@ -141,7 +140,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# The official ConnectyCube JS SDK, installed by `npm ci` (package.json), served as
+# /static/vendor/connectycube/connectycube.min.js to the agent app; never copied into the repo.
+# `media.W001` warns when it is missing.
+CONNECTYCUBE_SDK_DIR = BASE_DIR / "node_modules" / "connectycube" / "dist"
+if CONNECTYCUBE_SDK_DIR.is_dir():
+    STATICFILES_DIRS.append(("vendor/connectycube", CONNECTYCUBE_SDK_DIR))
 WHITENOISE_USE_FINDERS = DEBUG  # serve straight from the apps in development, no collectstatic
 # Django's user uploads; kept apart from the `media` app.
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "uploads"))
@@ -157,6 +163,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# CDRs: the region for numbers without a country code, and how many trailing digits of
+# caller numbers CSV exports mask (0 shows them whole).
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="BR")
+CDR_EXPORT_MASK_DIGITS = env.int("CDR_EXPORT_MASK_DIGITS", default=0)
+
+# ICE servers of the agent app, as JSON (e.g. '[{"urls": "stun:stun.example.com:3478"}]').
+# Unset: none for sandbox apps (loopback needs none), the SDK's defaults for other apps.
+AGENT_ICE_SERVERS = env.json("AGENT_ICE_SERVERS", default=None)
 
 # Timeouts (seconds) for talking to ConnectyCube's REST API, e.g. "Test credentials".
 CONNECTYCUBE_HTTP_TIMEOUT = env.float("CONNECTYCUBE_HTTP_TIMEOUT", default=10.0)

@@ -1,11 +1,14 @@
 from django.contrib import admin
-from django.db.models import Model
-from django.http import HttpRequest
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from mappings.admin import SecretModelForm
 from mappings.scoping import DepartmentScopedAdmin
 
-from .models import Call, CallEvent, CallLeg
+from .ami_service import AmiService
+from .export import DEFAULT_COLUMNS, csv_response
+from .models import Call, CallEvent, CallLeg, Pbx
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -76,6 +79,7 @@ class CallAdmin(DepartmentScopedAdmin):
     date_hierarchy = "started_at"
     list_select_related = ["department"]
     inlines = [CallLegInline, CallEventInline]
+    actions = ["export_csv"]
     fieldsets = [
         (
             None,
@@ -141,6 +145,15 @@ class CallAdmin(DepartmentScopedAdmin):
         (_("Ids"), {"fields": ["linkedid", "uniqueid", "sip_call_id", "cc_session_id"]}),
     ]
 
+    @admin.action(description=_("Export selected calls as CSV"), permissions=["export"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        # The queryset is already narrowed by the changelist's filters, search and the
+        # operator's departments (get_queryset).
+        return csv_response(queryset, DEFAULT_COLUMNS, bom=bool(request.POST.get("bom")))
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("calls.export_call")
+
     # A CDR is a record of what happened: nobody edits one through the UI.
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         return [f.name for f in Call._meta.fields if f.name != "id"]
@@ -175,3 +188,20 @@ class CallEventAdmin(DepartmentScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+@admin.register(Pbx)
+class PbxAdmin(admin.ModelAdmin):
+    form = SecretModelForm
+    list_display = ["name", "host", "port", "username", "context", "enabled", "ami_status"]
+    fields = ["name", "host", "port", "username", "secret", "context", "enabled"]
+
+    @admin.display(description=_("AMI link"))
+    def ami_status(self, obj: Pbx) -> str:
+        status = AmiService(obj.name).status()
+        if not status.get("listener"):
+            return _("no listener")
+        if not status.get("connected"):
+            return _("disconnected")
+        latency = status.get("latency_ms")
+        return _("connected") + (f" ({latency:.0f} ms)" if latency is not None else "")

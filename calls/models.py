@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mappings.fields import EncryptedSecretField
+
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
 
@@ -34,6 +36,31 @@ class Disposition(models.TextChoices):
     NO_ANSWER = "no_answer", _("No answer")
     BUSY = "busy", _("Busy")
     FAILED = "failed", _("Failed")
+
+
+class Pbx(models.Model):
+    """An Asterisk or FreePBX server the AMI listener keeps a connection to."""
+
+    name = models.SlugField(_("name"), max_length=50, unique=True)
+    host = models.CharField(_("AMI host"), max_length=255, default="127.0.0.1")
+    port = models.PositiveIntegerField(_("AMI port"), default=5038)
+    username = models.CharField(_("AMI user"), max_length=100)
+    secret = EncryptedSecretField(_("AMI secret"), blank=False)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    context = models.CharField(
+        _("dialplan context"),
+        max_length=80,
+        default="from-internal",
+        help_text=_("Where transfers and click-to-call go (FreePBX: from-internal)."),
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("PBX")
+        verbose_name_plural = _("PBXes")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.host}:{self.port})"
 
 
 class CallQuerySet(models.QuerySet):
@@ -72,8 +99,12 @@ class Call(models.Model):
         verbose_name=_("mapping"),
     )
 
-    # Ids that tie the legs together.
-    linkedid = models.CharField(_("Asterisk Linkedid"), max_length=64, unique=True, null=True, blank=True)
+    pbx = models.ForeignKey(
+        Pbx, on_delete=models.SET_NULL, null=True, blank=True, related_name="calls", verbose_name=_("PBX")
+    )
+    # Ids that tie the legs together. Linkedid is unique per PBX.
+    # NULL, not "": calls that never touched Asterisk (app to bridge) must not collide.
+    linkedid = models.CharField(_("Asterisk Linkedid"), max_length=64, null=True, blank=True)  # noqa: DJ001
     uniqueid = models.CharField(_("Asterisk Uniqueid"), max_length=64, blank=True, db_index=True)
     sip_call_id = models.CharField(_("SIP Call-ID"), max_length=255, blank=True, db_index=True)
     cc_session_id = models.CharField(_("ConnectyCube session id"), max_length=64, blank=True, db_index=True)
@@ -125,6 +156,9 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["pbx", "linkedid"], name="call_unique_linkedid_per_pbx"),
+        ]
         verbose_name = _("call")
         verbose_name_plural = _("calls")
         permissions = [
@@ -168,7 +202,7 @@ class CallLeg(models.Model):
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="legs", verbose_name=_("call"))
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.ASTERISK)
-    uniqueid = models.CharField(_("Uniqueid"), max_length=64, unique=True, null=True, blank=True)
+    uniqueid = models.CharField(_("Uniqueid"), max_length=64, null=True, blank=True, db_index=True)  # noqa: DJ001
     channel = models.CharField(_("channel"), max_length=128, blank=True)
     state = models.CharField(_("state"), max_length=32, blank=True)
     caller_number = models.CharField(_("caller number"), max_length=64, blank=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -42,6 +42,13 @@ class Department(models.Model):
         return self.name
 
 
+class HttpsURLField(models.URLField):
+    """A URL field whose form assumes https:// for a bare host name."""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"assume_scheme": "https", **kwargs})
+
+
 class ConnectyCubeApp(models.Model):
     """A ConnectyCube application: the app id, keys and endpoints the mappings log in to."""
 
@@ -52,7 +59,7 @@ class ConnectyCubeApp(models.Model):
         _("auth secret"),
         help_text=_("Only for the legacy signed session (HMAC-SHA1). Leave empty for current apps."),
     )
-    api_url = models.URLField(_("API URL"), default=DEFAULT_API_URL)
+    api_url = HttpsURLField(_("API URL"), default=DEFAULT_API_URL)
     chat_url = models.CharField(
         _("chat WebSocket URL"),
         max_length=200,

@@ -1,0 +1,239 @@
+"""AMI actions any process can ask for: hangup, transfers, bridge, originate, channel list, status.
+
+The AMI listener (`runami`) owns the one AMI connection per PBX. Other processes
+(the web role, the edge) send it requests through Redis and wait for the reply
+with a timeout, so an action never needs a second AMI login. Every action is
+recorded as a `CallEvent` with its actor, whatever the outcome.
+"""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from .ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, ChannelGone
+
+logger = logging.getLogger(__name__)
+
+REQUESTS_KEY = "ccbridge:ami:{pbx}:requests"
+REPLY_KEY = "ccbridge:ami:reply:{id}"
+STATUS_KEY = "ccbridge:ami:{pbx}:status"
+REPLY_TTL = 60  # seconds a reply waits for a requester that gave up
+
+
+class AmiActionError(Exception):
+    """An action failed; the message says why in words an operator understands."""
+
+
+class ListenerUnavailable(AmiActionError):
+    """No AMI listener answered: `runami` (or its Celery task) isn't running for that PBX."""
+
+
+# --- the listener's side ----------------------------------------------------------------------
+
+
+async def _execute(client: AmiClient, context: str, name: str, args: dict[str, Any]) -> Any:
+    if name == "hangup":
+        await client.hangup(args["channel"], int(args.get("cause", 16)))
+        return {"channel": args["channel"]}
+    if name == "blind_transfer":
+        how = await client.blind_transfer(args["channel"], args["exten"], args.get("context") or context)
+        return {"via": how}
+    if name == "attended_transfer":
+        await client.attended_transfer(args["channel"], args["exten"], args.get("context") or context)
+        return {}
+    if name == "bridge":
+        await client.bridge(args["channel1"], args["channel2"])
+        return {}
+    if name == "originate":
+        result = await client.originate(
+            args["channel"],
+            args["exten"],
+            args.get("context") or context,
+            callerid=args.get("callerid"),
+            timeout=float(args.get("timeout", 30)),
+        )
+        return {
+            "success": result.success,
+            "reason": int(result.reason),
+            "reason_text": result.reason.name,
+            "uniqueid": result.uniqueid,
+            "channel": result.channel,
+        }
+    if name == "channels":
+        return await client.core_show_channels()
+    if name == "status":
+        latency = await client.ping()
+        return {"connected": True, "latency_ms": latency}
+    raise AmiActionError(f"unknown action {name!r}")
+
+
+async def serve_actions(
+    client: AmiClient, pbx: str, context: str, redis_url: str, stop: asyncio.Event
+) -> None:
+    """Answer action requests for one PBX until `stop` is set."""
+    r = aioredis.Redis.from_url(redis_url)
+    key = REQUESTS_KEY.format(pbx=pbx)
+    running: set[asyncio.Task[None]] = set()  # actions run concurrently; a slow Originate blocks none
+    try:
+        while not stop.is_set():
+            item = await r.blpop([key], timeout=1)
+            if item is None:
+                continue
+            task = asyncio.create_task(_answer(r, client, context, item[1]))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running, timeout=5)
+    finally:
+        await r.aclose()
+
+
+async def _answer(r: aioredis.Redis, client: AmiClient, context: str, raw: bytes) -> None:
+    try:
+        request = json.loads(raw)
+        reply_key = REPLY_KEY.format(id=request["id"])
+        name, args = request["action"], request.get("args", {})
+    except (ValueError, KeyError, TypeError):
+        logger.warning("dropping a malformed AMI action request")
+        return
+    if time.time() > request.get("deadline", float("inf")):
+        return  # the requester has given up already
+    try:
+        result = await _execute(client, context, name, args)
+        reply = {"ok": True, "result": result}
+    except ChannelGone as exc:
+        reply = {"ok": False, "error": f"channel gone: {exc}"}
+    except AmiNotConnected:
+        reply = {"ok": False, "error": "the AMI link to the PBX is down"}
+    except AmiTimeout as exc:
+        reply = {"ok": False, "error": f"timeout: {exc}"}
+    except (AmiError, AmiActionError, KeyError, ValueError) as exc:
+        reply = {"ok": False, "error": str(exc)}
+    await r.rpush(reply_key, json.dumps(reply))
+    await r.expire(reply_key, REPLY_TTL)
+
+
+# --- everyone else's side -----------------------------------------------------------------------
+
+
+@dataclass
+class AmiService:
+    """Ask the AMI listener of one PBX to act. Synchronous, for views and tasks."""
+
+    pbx: str
+    timeout: float = 10.0
+    redis_url: str | None = None
+
+    def _redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url or settings.REDIS_URL)
+
+    def request(self, action: str, timeout: float | None = None, **args: Any) -> Any:
+        limit = timeout or self.timeout
+        request_id = uuid.uuid4().hex
+        r = self._redis()
+        try:
+            r.rpush(
+                REQUESTS_KEY.format(pbx=self.pbx),
+                json.dumps(
+                    {"id": request_id, "action": action, "args": args, "deadline": time.time() + limit}
+                ),
+            )
+            item = r.blpop([REPLY_KEY.format(id=request_id)], timeout=max(1, round(limit)))
+        except redis.RedisError as exc:
+            raise AmiActionError(f"Redis is unreachable: {exc}") from exc
+        finally:
+            r.close()
+        if item is None:
+            raise ListenerUnavailable(
+                f"no answer from the AMI listener of PBX {self.pbx!r} within {limit:.0f}s; is runami running?"
+            )
+        reply = json.loads(item[1])
+        if not reply.get("ok"):
+            raise AmiActionError(reply.get("error") or "the action failed")
+        return reply.get("result")
+
+    def status(self) -> dict[str, Any]:
+        """The last status the listener published (connected, latency, last event)."""
+        r = self._redis()
+        try:
+            raw = r.get(STATUS_KEY.format(pbx=self.pbx))
+        except redis.RedisError:
+            raw = None
+        finally:
+            r.close()
+        return json.loads(raw) if raw else {"pbx": self.pbx, "connected": False, "listener": False}
+
+
+def audited(kind: str) -> Callable[..., Any]:
+    """Record the action as a CallEvent (with actor, args and outcome), then return or raise."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(service: AmiService, *args: Any, actor: Any = None, call: Any = None, **kwargs: Any) -> Any:
+            from .models import CallEvent
+
+            payload = {"pbx": service.pbx, "args": list(args), **kwargs}
+            try:
+                result = fn(service, *args, **kwargs)
+            except AmiActionError as exc:
+                CallEvent.record(
+                    f"action.{kind}", call=call, actor=actor, ok=False, error=str(exc), **payload
+                )
+                raise
+            CallEvent.record(f"action.{kind}", call=call, actor=actor, ok=True, result=result, **payload)
+            return result
+
+        return run
+
+    return wrap
+
+
+@audited("hangup")
+def hangup_channel(service: AmiService, channel: str) -> Any:
+    return service.request("hangup", channel=channel)
+
+
+@audited("blind_transfer")
+def transfer_call(service: AmiService, channel: str, exten: str, context: str | None = None) -> Any:
+    return service.request("blind_transfer", channel=channel, exten=exten, context=context)
+
+
+@audited("attended_transfer")
+def attended_transfer(service: AmiService, channel: str, exten: str, context: str | None = None) -> Any:
+    return service.request("attended_transfer", channel=channel, exten=exten, context=context)
+
+
+@audited("bridge")
+def bridge_channels(service: AmiService, channel1: str, channel2: str) -> Any:
+    return service.request("bridge", channel1=channel1, channel2=channel2)
+
+
+@audited("originate")
+def originate_call(
+    service: AmiService, extension: str, number: str, context: str | None = None, timeout: float = 30.0
+) -> Any:
+    # Ring the operator's extension first; when it answers, Asterisk dials the number.
+    return service.request(
+        "originate",
+        timeout=timeout + 5,
+        channel=f"PJSIP/{extension}",
+        exten=number,
+        context=context,
+        callerid=f"Click-to-call <{extension}>",
+    )
+
+
+def get_channels(service: AmiService) -> list[dict[str, str]]:
+    return service.request("channels")
+
+
+def is_connected(service: AmiService) -> bool:
+    return bool(service.status().get("connected"))

@@ -1,0 +1,77 @@
+"""What the live board receives: call snapshots and AMI status, on channel-layer groups.
+
+Groups: `calls.all` (superusers) and `calls.dept.<id>` (a department's operators) carry
+call updates; `ami.status` carries the AMI link status. Consumers join them; only
+publishers live here.
+"""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .models import Call
+
+logger = logging.getLogger(__name__)
+
+ALL_GROUP = "calls.all"
+STATUS_GROUP = "ami.status"
+
+
+def department_group(department_id: int) -> str:
+    return f"calls.dept.{department_id}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def snapshot(call: Call) -> dict[str, Any]:
+    """The board's view of a call: both legs, JSON-ready."""
+    return {
+        "id": call.pk,
+        "state": call.state,
+        "direction": call.direction,
+        "department_id": call.department_id,
+        "caller_number": call.caller_number,
+        "caller_name": call.caller_name,
+        "dialed": call.dialed,
+        "sip_channel": call.sip_channel,
+        "sip_codec": call.sip_codec,
+        "sip_packet_loss": call.sip_packet_loss,
+        "sip_jitter_ms": call.sip_jitter_ms,
+        "agent": call.agent_cc_user_id,
+        "agents_ringing": call.agents_ringing,
+        "app_state": call.app_state,
+        "app_codec": call.app_codec,
+        "started_at": _iso(call.started_at),
+        "answered_at": _iso(call.answered_at),
+        "ended_at": _iso(call.ended_at),
+        "disposition": call.disposition,
+    }
+
+
+def publish_call(call: Call, kind: str) -> None:
+    """Send a call's snapshot to the boards that may see it. Never raises: the CDR comes first."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "call.update", "kind": kind, "call": snapshot(call)}
+    groups = [ALL_GROUP] + ([department_group(call.department_id)] if call.department_id else [])
+    try:
+        for group in groups:
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("could not publish call %s to the board", call.pk, exc_info=True)
+
+
+async def publish_status(status: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(STATUS_GROUP, {"type": "ami.status", "status": status})
+    except Exception:
+        logger.warning("could not publish the AMI status", exc_info=True)

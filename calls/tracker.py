@@ -1,0 +1,481 @@
+"""Turn AMI events into `Call`, `CallLeg` and `CallEvent` rows, and board updates.
+
+One tracker per PBX, fed events in order from one thread. Calls are correlated by
+Linkedid (one `Call` per Linkedid) and channels by Uniqueid (one `CallLeg` each).
+The in-memory index is only a cache of open rows: `load()` rebuilds it from the
+database and `resync()` reconciles it with Asterisk's live channels after a
+(re)connect, so nothing is lost when the link or the listener restarts.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mappings.services import find_by_sip_uri
+
+from .models import Call, CallEvent, CallLeg, CallState, Disposition, Pbx
+from .numbers import to_e164
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[Call, str], None]
+
+DISCONNECTED_REASON = "ended while AMI was disconnected"
+# Dial statuses (app_dial) and the disposition each suggests when no one answered.
+_FAILED_STATUSES = {"CONGESTION", "CHANUNAVAIL", "INVALIDARGS", "DONTCALL", "TORTURE"}
+# Q.850 causes that say "busy" or "failed" when no Dial ran (the call ended in the dialplan).
+_BUSY_CAUSES = {17}
+_FAILED_CAUSES = {1, 3, 27, 34, 38, 41, 42, 44, 58, 88, 102, 111, 127}
+_NO_NUMBER = {"", "<unknown>", "unknown", "anonymous"}
+_FINISH_FIELDS = [
+    "ended_at",
+    "state",
+    "disposition",
+    "duration_seconds",
+    "ring_seconds",
+    "talk_seconds",
+    "end_reason",
+]
+
+
+@dataclass
+class OpenCall:
+    call: Call
+    primary: str  # the Uniqueid of the first channel: the caller's
+    legs: dict[str, int] = field(default_factory=dict)  # open channels: Uniqueid -> CallLeg pk
+    dial_statuses: list[str] = field(default_factory=list)
+
+
+class CallTracker:
+    def __init__(self, pbx: Pbx, publish: Publish | None = None) -> None:
+        self.pbx = pbx
+        self.publish = publish or (lambda call, kind: None)
+        self.calls: dict[str, OpenCall] = {}  # Linkedid -> open call
+        self.by_uniqueid: dict[str, str] = {}  # Uniqueid -> Linkedid
+        self.events_handled = 0
+        self.events_skipped = 0
+
+    # --- entry points ---
+
+    def handle(self, event: Mapping[str, str]) -> None:
+        """Apply one event. A malformed one is logged and skipped; it never raises."""
+        name = event.get("Event", "")
+        handler = getattr(self, f"_on_{name.lower()}", None)
+        if handler is None:
+            return
+        try:
+            with transaction.atomic():
+                handler(event, _event_time(event))
+            self.events_handled += 1
+        except Exception:  # a bad event must not stop the listener
+            self.events_skipped += 1
+            logger.exception("AMI %s: skipped event %s", self.pbx.name, _describe(event))
+
+    def load(self) -> None:
+        """Rebuild the index from the open calls in the database."""
+        self.calls.clear()
+        self.by_uniqueid.clear()
+        for call in Call.objects.filter(pbx=self.pbx).exclude(state=CallState.ENDED):
+            legs = {
+                leg.uniqueid: leg.pk
+                for leg in call.legs.filter(ended_at__isnull=True, uniqueid__isnull=False)
+            }
+            first = call.legs.order_by("created_at", "pk").first()
+            statuses = [
+                e.payload.get("status", "") for e in call.events.filter(kind="dial.end").only("payload")
+            ]
+            oc = OpenCall(
+                call=call,
+                primary=first.uniqueid if first else call.uniqueid,
+                legs=legs,
+                dial_statuses=statuses,
+            )
+            self.calls[call.linkedid] = oc
+            for uid in legs:
+                self.by_uniqueid[uid] = call.linkedid
+
+    def resync(self, channels: list[Mapping[str, str]], *, lost_at: datetime | None = None) -> dict[str, int]:
+        """Reconcile with Asterisk's live channels (CoreShowChannels) after a (re)connect.
+
+        Calls with no live channel ended while we could not see them: they are
+        closed with DISCONNECTED_REASON, at `lost_at` (when the link dropped), the
+        best bound we have without Asterisk's CDR. Live channels we don't know are
+        picked up as if their Newchannel had arrived.
+        """
+        now = timezone.now()
+        self.load()
+        live = {c.get("Uniqueid", ""): c for c in channels if c.get("Uniqueid")}
+        closed = picked_up = 0
+        for oc in list(self.calls.values()):
+            with transaction.atomic():
+                for uid, leg_pk in list(oc.legs.items()):
+                    if uid not in live:
+                        CallLeg.objects.filter(pk=leg_pk).update(ended_at=lost_at or now)
+                        del oc.legs[uid]
+                        self.by_uniqueid.pop(uid, None)
+                if not oc.legs:
+                    end = lost_at or now
+                    oc.call.end_reason = DISCONNECTED_REASON
+                    self._finish(oc, end, extra={"lost_at": _iso(lost_at), "resynced_at": _iso(now)})
+                    closed += 1
+        for uid, channel in live.items():
+            if uid in self.by_uniqueid:
+                continue
+            try:
+                with transaction.atomic():
+                    self._pick_up(channel, now)
+                picked_up += 1
+            except Exception:
+                logger.exception(
+                    "AMI %s: could not pick up live channel %s", self.pbx.name, _describe(channel)
+                )
+        logger.info(
+            "AMI %s resync: %d live channels, %d calls closed, %d channels picked up",
+            self.pbx.name,
+            len(live),
+            closed,
+            picked_up,
+        )
+        return {"live": len(live), "closed": closed, "picked_up": picked_up}
+
+    # --- events ---
+
+    def _on_newchannel(self, e: Mapping[str, str], at: datetime) -> None:
+        uid, linkedid = e["Uniqueid"], e.get("Linkedid") or e["Uniqueid"]
+        if uid in self.by_uniqueid:
+            return  # replayed (resync raced the event)
+        oc = self.calls.get(linkedid) or self._open_call(linkedid, e, at)
+        self._add_leg(oc, e, at)
+        self._record(
+            oc,
+            "channel.new",
+            at,
+            channel=e.get("Channel", ""),
+            uniqueid=uid,
+            caller=_number(e.get("CallerIDNum")),
+            exten=e.get("Exten", ""),
+        )
+        self.publish(oc.call, "update")
+
+    def _on_newstate(self, e: Mapping[str, str], at: datetime) -> None:
+        oc, leg_pk = self._leg(e)
+        if oc is None:
+            return
+        desc = e.get("ChannelStateDesc", "")
+        CallLeg.objects.filter(pk=leg_pk).update(state=desc[:32])
+        call = oc.call
+        changed: list[str] = []
+        if desc in ("Ringing", "Ring") and e["Uniqueid"] != oc.primary and call.ringing_at is None:
+            call.ringing_at = at
+            changed.append("ringing_at")
+        if desc == "Up":
+            CallLeg.objects.filter(pk=leg_pk, answered_at__isnull=True).update(answered_at=at)
+            if e["Uniqueid"] != oc.primary and call.answered_at is None:
+                self._answer(oc, at, changed)
+        if changed:
+            call.save(update_fields=changed)
+            self.publish(call, "update")
+
+    def _on_dialbegin(self, e: Mapping[str, str], at: datetime) -> None:
+        oc = self._call_of(e)
+        if oc is None:
+            return
+        call = oc.call
+        if call.ringing_at is None:
+            call.ringing_at = at
+            call.save(update_fields=["ringing_at"])
+        self._record(oc, "dial.begin", at, dest=e.get("DestChannel", ""), dialstring=e.get("DialString", ""))
+        self.publish(call, "update")
+
+    def _on_dialend(self, e: Mapping[str, str], at: datetime) -> None:
+        oc = self._call_of(e)
+        if oc is None:
+            return
+        status = e.get("DialStatus", "").upper()
+        oc.dial_statuses.append(status)
+        changed: list[str] = []
+        if status == "ANSWER" and oc.call.answered_at is None:
+            self._answer(oc, at, changed)
+            oc.call.save(update_fields=changed)
+        self._record(oc, "dial.end", at, dest=e.get("DestChannel", ""), status=status)
+        self.publish(oc.call, "update")
+
+    def _on_bridgeenter(self, e: Mapping[str, str], at: datetime) -> None:
+        oc, _ = self._leg(e)
+        if oc is not None:
+            self._record(
+                oc, "bridge.enter", at, channel=e.get("Channel", ""), bridge=e.get("BridgeUniqueid", "")
+            )
+
+    def _on_bridgeleave(self, e: Mapping[str, str], at: datetime) -> None:
+        oc, _ = self._leg(e)
+        if oc is not None:
+            self._record(
+                oc, "bridge.leave", at, channel=e.get("Channel", ""), bridge=e.get("BridgeUniqueid", "")
+            )
+
+    def _on_hold(self, e: Mapping[str, str], at: datetime) -> None:
+        self._set_state(e, at, CallState.HELD, "hold")
+
+    def _on_unhold(self, e: Mapping[str, str], at: datetime) -> None:
+        self._set_state(e, at, CallState.UP, "unhold")
+
+    def _on_blindtransfer(self, e: Mapping[str, str], at: datetime) -> None:
+        oc = self._call_by_prefixed(e, ("Transferer", "Transferee"))
+        if oc is None:
+            return
+        step = {
+            "type": "blind",
+            "to": e.get("Extension", ""),
+            "context": e.get("Context", ""),
+            "by": e.get("TransfererChannel", ""),
+            "result": e.get("Result", ""),
+            "at": _iso(at),
+        }
+        self._transfer(oc, at, step)
+
+    def _on_attendedtransfer(self, e: Mapping[str, str], at: datetime) -> None:
+        oc = self._call_by_prefixed(e, ("OrigTransferer", "SecondTransferer", "Transferee"))
+        if oc is None:
+            return
+        to = (
+            e.get("SecondTransfererConnectedLineNum")
+            or e.get("TransferTargetChannel")
+            or e.get("DestApp", "")
+        )
+        step = {
+            "type": "attended",
+            "to": to,
+            "by": e.get("OrigTransfererChannel", ""),
+            "result": e.get("Result", ""),
+            "at": _iso(at),
+        }
+        self._transfer(oc, at, step)
+
+    def _on_userevent(self, e: Mapping[str, str], at: datetime) -> None:
+        if e.get("UserEvent", "").lower() != "bridgecall":
+            return
+        oc = self._call_of(e)
+        if oc is None:
+            return
+        uri = e.get("SipUri", "").strip()
+        mapping = find_by_sip_uri(uri) if uri else None
+        call = oc.call
+        call.dialed = uri[:255]
+        fields = ["dialed"]
+        if mapping is not None:
+            call.mapping, call.department = mapping, mapping.department
+            fields += ["mapping", "department"]
+        call.save(update_fields=fields)
+        self._record(oc, "bridgecall", at, sip_uri=uri, mapping=mapping.pk if mapping else None)
+        self.publish(call, "update")
+
+    def _on_hangup(self, e: Mapping[str, str], at: datetime) -> None:
+        oc, leg_pk = self._leg(e)
+        if oc is None:
+            return
+        uid = e["Uniqueid"]
+        cause = _int(e.get("Cause"))
+        cause_text = e.get("Cause-txt", "")
+        CallLeg.objects.filter(pk=leg_pk).update(ended_at=at, hangup_cause=cause, state="Down")
+        oc.legs.pop(uid, None)
+        self.by_uniqueid.pop(uid, None)
+        self._record(
+            oc, "channel.hangup", at, channel=e.get("Channel", ""), cause=cause, cause_text=cause_text
+        )
+        call = oc.call
+        if uid == oc.primary or call.hangup_cause is None:
+            call.hangup_cause, call.hangup_cause_text = cause, cause_text[:100]
+            call.save(update_fields=["hangup_cause", "hangup_cause_text"])
+        if not oc.legs:
+            self._finish(oc, at)
+        else:
+            self.publish(call, "update")
+
+    # --- helpers ---
+
+    def _open_call(self, linkedid: str, e: Mapping[str, str], at: datetime) -> OpenCall:
+        number = _number(e.get("CallerIDNum"))
+        exten = e.get("Exten", "")
+        call, _ = Call.objects.get_or_create(
+            pbx=self.pbx,
+            linkedid=linkedid,
+            defaults={
+                "uniqueid": e.get("Uniqueid", linkedid),
+                "caller_number": number[:64],
+                "caller_e164": to_e164(number, settings.PHONE_DEFAULT_REGION),
+                "caller_name": _number(e.get("CallerIDName"))[:128],
+                "dialed": exten if exten not in ("", "s") else "",
+                "started_at": at,
+                "sip_channel": e.get("Channel", "")[:128],
+                "state": CallState.RINGING,
+            },
+        )
+        if exten and exten != "s" and call.mapping_id is None:
+            mapping = find_by_sip_uri(exten)
+            if mapping is not None:
+                call.mapping, call.department = mapping, mapping.department
+                call.save(update_fields=["mapping", "department"])
+        oc = OpenCall(call=call, primary=e.get("Uniqueid", linkedid))
+        self.calls[linkedid] = oc
+        return oc
+
+    def _add_leg(self, oc: OpenCall, e: Mapping[str, str], at: datetime) -> None:
+        uid = e["Uniqueid"]
+        leg = CallLeg.objects.create(
+            call=oc.call,
+            uniqueid=uid,
+            channel=e.get("Channel", "")[:128],
+            state=e.get("ChannelStateDesc", "")[:32],
+            caller_number=_number(e.get("CallerIDNum"))[:64],
+            connected_number=_number(e.get("ConnectedLineNum"))[:64],
+            created_at=at,
+        )
+        oc.legs[uid] = leg.pk
+        self.by_uniqueid[uid] = oc.call.linkedid
+
+    def _pick_up(self, channel: Mapping[str, str], now: datetime) -> None:
+        """Adopt a live channel found by CoreShowChannels."""
+        seconds = _duration(channel.get("Duration", ""))
+        at = now - timedelta(seconds=seconds) if seconds is not None else now
+        linkedid = channel.get("Linkedid") or channel["Uniqueid"]
+        oc = self.calls.get(linkedid) or self._open_call(linkedid, channel, at)
+        self._add_leg(oc, channel, at)
+        call = oc.call
+        if channel.get("ChannelStateDesc") == "Up" and len(oc.legs) > 1 and call.answered_at is None:
+            changed: list[str] = []
+            self._answer(oc, now, changed)
+            call.save(update_fields=changed)
+        self._record(
+            oc, "channel.picked_up", now, channel=channel.get("Channel", ""), uniqueid=channel["Uniqueid"]
+        )
+        self.publish(call, "update")
+
+    def _answer(self, oc: OpenCall, at: datetime, changed: list[str]) -> None:
+        call = oc.call
+        call.answered_at = at
+        call.state = CallState.UP
+        changed += ["answered_at", "state"]
+        if call.ringing_at is None:
+            call.ringing_at = call.started_at
+            changed.append("ringing_at")
+
+    def _set_state(self, e: Mapping[str, str], at: datetime, state: str, kind: str) -> None:
+        oc, _ = self._leg(e)
+        if oc is None:
+            return
+        oc.call.state = state
+        oc.call.save(update_fields=["state"])
+        self._record(oc, kind, at, channel=e.get("Channel", ""))
+        self.publish(oc.call, "update")
+
+    def _transfer(self, oc: OpenCall, at: datetime, step: dict) -> None:
+        call = oc.call
+        call.transfer_chain = [*call.transfer_chain, step]
+        call.state = CallState.TRANSFERRING
+        call.save(update_fields=["transfer_chain", "state"])
+        self._record(oc, f"transfer.{step['type']}", at, **{k: v for k, v in step.items() if k != "at"})
+        self.publish(call, "update")
+
+    def _finish(self, oc: OpenCall, at: datetime, extra: dict | None = None) -> None:
+        call = oc.call
+        call.finish(at=at, disposition=self._disposition(oc))
+        # Only our fields: the edge writes the app leg's fields on the same row.
+        call.save(update_fields=_FINISH_FIELDS)
+        self.calls.pop(call.linkedid, None)
+        for uid in list(oc.legs):
+            self.by_uniqueid.pop(uid, None)
+        self._record(
+            oc,
+            "call.end",
+            at,
+            disposition=call.disposition,
+            cause=call.hangup_cause,
+            duration=call.duration_seconds,
+            talk=call.talk_seconds,
+            reason=call.end_reason,
+            **(extra or {}),
+        )
+        self.publish(call, "end")
+
+    def _disposition(self, oc: OpenCall) -> str:
+        call = oc.call
+        statuses = set(oc.dial_statuses)
+        if call.answered_at is not None or "ANSWER" in statuses:
+            return Disposition.ANSWERED
+        if "BUSY" in statuses or (not statuses and call.hangup_cause in _BUSY_CAUSES):
+            return Disposition.BUSY
+        if statuses and statuses <= _FAILED_STATUSES:
+            return Disposition.FAILED
+        if not statuses and call.hangup_cause in _FAILED_CAUSES:
+            return Disposition.FAILED
+        return Disposition.NO_ANSWER
+
+    def _record(self, oc: OpenCall, kind: str, at: datetime, **payload: object) -> None:
+        CallEvent.objects.create(
+            call=oc.call, department_id=oc.call.department_id, kind=kind, at=at, payload=payload
+        )
+
+    def _leg(self, e: Mapping[str, str]) -> tuple[OpenCall | None, int | None]:
+        uid = e.get("Uniqueid", "")
+        linkedid = self.by_uniqueid.get(uid)
+        oc = self.calls.get(linkedid) if linkedid else None
+        return (oc, oc.legs.get(uid)) if oc else (None, None)
+
+    def _call_of(self, e: Mapping[str, str]) -> OpenCall | None:
+        linkedid = e.get("Linkedid") or self.by_uniqueid.get(e.get("Uniqueid", ""), "")
+        return self.calls.get(linkedid)
+
+    def _call_by_prefixed(self, e: Mapping[str, str], prefixes: tuple[str, ...]) -> OpenCall | None:
+        for prefix in prefixes:
+            for key in (f"{prefix}Linkedid", f"{prefix}Uniqueid"):
+                value = e.get(key, "")
+                oc = self.calls.get(value) or self.calls.get(self.by_uniqueid.get(value, ""))
+                if oc is not None:
+                    return oc
+        return None
+
+
+def _event_time(e: Mapping[str, str]) -> datetime:
+    """The event's own time (manager.conf timestampevents=yes), else now."""
+    stamp = e.get("Timestamp")
+    if stamp:
+        try:
+            return datetime.fromtimestamp(float(stamp), tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return timezone.now()
+
+
+def _number(value: str | None) -> str:
+    text = (value or "").strip()
+    return "" if text.lower() in _NO_NUMBER else text
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _duration(value: str) -> int | None:
+    """CoreShowChannel's Duration, HH:MM:SS, in seconds."""
+    try:
+        h, m, s = (int(p) for p in value.split(":"))
+    except ValueError:
+        return None
+    return h * 3600 + m * 60 + s
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _describe(e: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={e.get(k)!r}" for k in ("Event", "Channel", "Uniqueid", "Linkedid") if e.get(k))
