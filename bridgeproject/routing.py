@@ -1,3 +1,9 @@
-"""WebSocket routes of the product (the live call board joins here)."""
+"""WebSocket routes of the product."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from calls.consumers import BoardConsumer
+
+websocket_urlpatterns = [
+    path("ws/board/", BoardConsumer.as_asgi()),
+]

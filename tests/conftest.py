@@ -28,6 +28,8 @@ def _encryption_keys(request):
         return
     settings = request.getfixturevalue("settings")
     settings.FIELD_ENCRYPTION_KEYS = [TEST_KEYS[0]]
+    # Password hashing is not under test here; the real hasher costs ~0.3 s per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
 
 
