@@ -7,6 +7,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("agent/", include("media.urls")),
+    path("calls/", include("calls.urls")),
 ]
 
 if settings.CONNECTYCUBE_SANDBOX:

@@ -5,6 +5,10 @@ import os
 import pytest
 from cryptography.fernet import Fernet
 
+# Fixtures shared by the integration tiers: the web role as a process, and Chromium.
+from tests.fixtures.browser import launch_agent  # noqa: F401
+from tests.fixtures.liveserver import web_role  # noqa: F401
+
 # Tests never use the development key derived from SECRET_KEY: they set their own.
 TEST_KEYS = [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
 
