@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 
 # Fixtures shared by the integration tiers: the web role as a process, and Chromium.
 from tests.fixtures.browser import launch_agent  # noqa: F401
+from tests.fixtures.lab import ami, ami_events, asterisk_lab, sipp  # noqa: F401
 from tests.fixtures.liveserver import web_role  # noqa: F401
 
 # Tests never use the development key derived from SECRET_KEY: they set their own.

@@ -21,7 +21,12 @@
   let socket = null;
   let retry = 0;
 
-  window.boardState = { calls, ended, get connected() { return socket && socket.readyState === 1; } };
+  // For tests and the curious: the current calls, and a way to drop the socket on purpose.
+  window.boardState = {
+    calls, ended,
+    get connected() { return socket !== null && socket.readyState === 1; },
+    drop() { if (socket) socket.close(); },
+  };
 
   function csrf() {
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -155,7 +160,8 @@
       body.call = bridgeFrom; body.other = call.id; bridgeFrom = null;
     }
     const data = await post(action, body);
-    say(data.ok ? `${t.done}: ${action}` : `${t.failed}: ${data.error}`, data.ok ? "ok" : "error");
+    const label = { hangup: t.hangup, transfer: t.transfer, attended_transfer: t.attended, bridge: t.bridge }[action];
+    say(data.ok ? `${t.done}: ${label || action}` : `${t.failed}: ${data.error}`, data.ok ? "ok" : "error");
   }
 
   const originate = document.getElementById("originate");
