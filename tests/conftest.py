@@ -1,7 +1,5 @@
 """Shared fixtures: test keys, users in departments, and a CI guard against silent skips."""
 
-import os
-
 import pytest
 from cryptography.fernet import Fernet
 
@@ -9,20 +7,10 @@ from cryptography.fernet import Fernet
 from tests.fixtures.browser import launch_agent  # noqa: F401
 from tests.fixtures.lab import ami, ami_events, asterisk_lab, sipp  # noqa: F401
 from tests.fixtures.liveserver import web_role  # noqa: F401
+from tests.fixtures.prereq import IN_CI, require  # noqa: F401  (re-exported for the tests)
 
 # Tests never use the development key derived from SECRET_KEY: they set their own.
 TEST_KEYS = [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(condition: bool, missing: str) -> None:
-    """Skip locally when a real prerequisite is missing; fail in CI, where nothing may be skipped."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and a prerequisite is missing: {missing}", pytrace=False)
-    pytest.skip(f"missing prerequisite: {missing}")
 
 
 @pytest.fixture(autouse=True)
