@@ -19,16 +19,11 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc import RTCIceServer, RTCPeerConnection
 from pyee.asyncio import AsyncIOEventEmitter
 
-from .ice import add_trickle_option, apply_host_addresses, remote_candidate, sdp_candidates
+from .ice import add_trickle_option, sdp_candidates
+from .peer import LocalPeer, Peer
 from .signalling import CallType, IceCandidate, Signal, SignalType
 
 logger = logging.getLogger(__name__)
@@ -66,7 +61,11 @@ class CallState(enum.Enum):
 
 
 class P2PCall(AsyncIOEventEmitter):
-    """A 1:1 call with one peer; `pc` is the RTCPeerConnection the media layer attaches tracks to."""
+    """A 1:1 call with one peer.
+
+    Its media end is `peer`: by default a `LocalPeer`, whose RTCPeerConnection (`pc`) the media
+    layer attaches tracks to; the bridge passes a peer that lives on a media worker.
+    """
 
     def __init__(
         self,
@@ -81,6 +80,7 @@ class P2PCall(AsyncIOEventEmitter):
         call_type: int,
         config: CallConfig,
         user_info: dict[str, Any] | None = None,
+        peer: Peer | None = None,
     ) -> None:
         super().__init__()
         self.sender = sender
@@ -95,9 +95,12 @@ class P2PCall(AsyncIOEventEmitter):
         self.user_info = dict(user_info or {})  # the caller's userInfo
         self.state = CallState.NEW
         self.close_reason: str | None = None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(config.ice_servers)))
-        self.pc.on("iceconnectionstatechange", self._on_ice_state)
+        self.peer: Peer = peer or LocalPeer(
+            ice_servers=config.ice_servers, host_addresses=config.host_addresses, call_type=call_type
+        )
+        self.peer.on_ice_state = self._on_ice_state
         self._remote_offer: str | None = None
+        self._offer = ""  # our offer (outgoing calls), re-sent with every `call`
         self._local_candidates: list[IceCandidate] = []
         self._remote_candidates: list[IceCandidate] = []
         self._dialing_handle: asyncio.TimerHandle | None = None
@@ -105,6 +108,13 @@ class P2PCall(AsyncIOEventEmitter):
         self._ice_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = asyncio.Event()
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        """The RTCPeerConnection of a local peer, to attach tracks to."""
+        if not isinstance(self.peer, LocalPeer):
+            raise AttributeError("this call's media lives elsewhere; it has no local pc")
+        return self.peer.pc
 
     def __repr__(self) -> str:
         return (f"<P2PCall {self.session_id} {self.direction.value} peer={self.peer_id}"
@@ -114,17 +124,18 @@ class P2PCall(AsyncIOEventEmitter):
     def outgoing(
         cls, sender: SignalSender, self_id: int, peer_id: int, call_type: int, config: CallConfig,
         user_info: dict[str, Any] | None = None, session_id: str | None = None,
+        peer: Peer | None = None,
     ) -> P2PCall:
         """Create a call to place with `start()`."""
         return cls(
             sender, direction=CallDirection.OUTGOING, session_id=session_id or str(uuid.uuid4()),
             self_id=self_id, peer_id=peer_id, initiator_id=self_id, opponents_ids=[peer_id],
-            call_type=call_type, config=config, user_info=user_info,
+            call_type=call_type, config=config, user_info=user_info, peer=peer,
         )
 
     @classmethod
     def incoming(cls, sender: SignalSender, self_id: int, signal: Signal,
-                 config: CallConfig) -> P2PCall:
+                 config: CallConfig, peer: Peer | None = None) -> P2PCall:
         """Create a ringing call from a received `call` signal."""
         if signal.caller_id is None or not signal.sdp:
             raise ValueError("call signal without callerID or sdp")
@@ -133,7 +144,7 @@ class P2PCall(AsyncIOEventEmitter):
             self_id=self_id, peer_id=signal.caller_id, initiator_id=signal.caller_id,
             opponents_ids=list(signal.opponents_ids or [self_id]),
             call_type=signal.call_type or CallType.VIDEO, config=config,
-            user_info=signal.user_info,
+            user_info=signal.user_info, peer=peer,
         )
         call._remote_offer = signal.sdp
         call._set_state(CallState.RINGING)
@@ -159,10 +170,8 @@ class P2PCall(AsyncIOEventEmitter):
         """Create the offer and start ringing the peer (outgoing calls)."""
         assert self.direction == CallDirection.OUTGOING and self.state == CallState.NEW
         self._set_state(CallState.RINGING)
-        self._ensure_tracks()
-        apply_host_addresses(self.pc, self.config.host_addresses)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self._local_candidates = sdp_candidates(self.pc.localDescription.sdp)
+        self._offer = await self.peer.make_offer()
+        self._local_candidates = sdp_candidates(self._offer)
         if self.state != CallState.RINGING:
             return  # hung up while the offer was being built
         await self._send_call()
@@ -177,11 +186,7 @@ class P2PCall(AsyncIOEventEmitter):
         assert self._remote_offer is not None
         self._ring_cancel()
         self._set_state(CallState.CONNECTING)
-        await self.pc.setRemoteDescription(RTCSessionDescription(self._remote_offer, "offer"))
-        self._ensure_tracks()
-        apply_host_addresses(self.pc, self.config.host_addresses)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        local_sdp = self.pc.localDescription.sdp
+        local_sdp = await self.peer.make_answer(self._remote_offer)
         self._local_candidates = sdp_candidates(local_sdp)
         await self._send(SignalType.ACCEPT, sdp=add_trickle_option(local_sdp), user_info=user_info)
         self.emit("accepted", self.self_id)
@@ -220,7 +225,7 @@ class P2PCall(AsyncIOEventEmitter):
             if task is not asyncio.current_task():
                 task.cancel()
         try:
-            await self.pc.close()
+            await self.peer.close()
         except Exception:
             logger.exception("call %s: closing the peer connection failed", self.session_id)
         self._closed.set()
@@ -257,7 +262,7 @@ class P2PCall(AsyncIOEventEmitter):
             await self.close("hung up by peer")
         elif kind == SignalType.ICE_CANDIDATES:
             self._remote_candidates.extend(signal.ice_candidates or [])
-            if self.pc.remoteDescription is not None:
+            if self.peer.has_remote_description():
                 await self._add_remote_candidates()
         else:
             logger.info("call %s: ignoring signal %s", self.session_id, kind)
@@ -270,7 +275,7 @@ class P2PCall(AsyncIOEventEmitter):
         self._dialing_cancel()
         self._ring_cancel()
         self._set_state(CallState.CONNECTING)
-        await self.pc.setRemoteDescription(RTCSessionDescription(signal.sdp, "answer"))
+        await self.peer.set_answer(signal.sdp)
         self.emit("accepted", self.peer_id)
         await self._send_candidates()
         await self._add_remote_candidates()
@@ -278,30 +283,16 @@ class P2PCall(AsyncIOEventEmitter):
 
     async def _add_remote_candidates(self) -> None:
         pending, self._remote_candidates = self._remote_candidates, []
-        for candidate in pending:
-            try:
-                await self.pc.addIceCandidate(remote_candidate(candidate))
-            except ValueError as exc:
-                logger.warning("call %s: %s", self.session_id, exc)
+        for error in await self.peer.add_candidates(pending):
+            logger.warning("call %s: %s", self.session_id, error)
 
-    def _on_ice_state(self) -> None:
-        state = self.pc.iceConnectionState
+    def _on_ice_state(self, state: str) -> None:
         self.emit("ice_state", state)
         if state in ("connected", "completed") and self.state == CallState.CONNECTING:
             self._ice_cancel()
             self._set_state(CallState.CONNECTED)
         elif state == "failed" and self.state != CallState.CLOSED:
             self._spawn(self._give_up("ice failed"))
-
-    # -- media --------------------------------------------------------------------------------
-
-    def _ensure_tracks(self) -> None:
-        """Send what the call type promises; the SDK shows no remote stream otherwise."""
-        kinds = {t.kind for t in self.pc.getTransceivers() if t.sender.track is not None}
-        if "audio" not in kinds:
-            self.pc.addTrack(AudioStreamTrack())
-        if self.call_type == CallType.VIDEO and "video" not in kinds:
-            self.pc.addTrack(VideoStreamTrack())
 
     # -- outgoing signals ---------------------------------------------------------------------
 
@@ -324,8 +315,7 @@ class P2PCall(AsyncIOEventEmitter):
             logger.warning("call %s: could not send %s: %s", self.session_id, kind, exc)
 
     async def _send_call(self) -> None:
-        sdp = add_trickle_option(self.pc.localDescription.sdp)
-        await self._send_quiet(SignalType.CALL, sdp=sdp, user_info=self.user_info)
+        await self._send_quiet(SignalType.CALL, sdp=add_trickle_option(self._offer), user_info=self.user_info)
 
     async def _send_candidates(self) -> None:
         if self._local_candidates:
