@@ -123,6 +123,20 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"media.tasks.*": {"queue": "media"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Media sessions outlive their task on the process's own loop: never recycle a worker process
+# under live calls, and take one task at a time so a busy process doesn't hoard new calls.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = None
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# The media role: where RTP binds (and what goes in our SDP), the port range, ICE host
+# addresses (empty: scan the interfaces; aioice skips 127.0.0.1, so loopback-only setups name
+# it) and servers, and how many calls one worker process carries.
+MEDIA_RTP_HOST = env.str("MEDIA_RTP_HOST", default="127.0.0.1")
+MEDIA_RTP_ADVERTISED_HOST = env.str("MEDIA_RTP_ADVERTISED_HOST", default="")
+MEDIA_RTP_PORTS = env.str("MEDIA_RTP_PORTS", default="20000-29999")
+MEDIA_ICE_HOST_ADDRESSES = env.list("MEDIA_ICE_HOST_ADDRESSES", default=[])
+MEDIA_ICE_SERVERS = env.json("MEDIA_ICE_SERVERS", default=[])
+MEDIA_MAX_SESSIONS = env.int("MEDIA_MAX_SESSIONS", default=100)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -172,6 +186,9 @@ CDR_EXPORT_MASK_DIGITS = env.int("CDR_EXPORT_MASK_DIGITS", default=0)
 # ICE servers of the agent app, as JSON (e.g. '[{"urls": "stun:stun.example.com:3478"}]').
 # Unset: none for sandbox apps (loopback needs none), the SDK's defaults for other apps.
 AGENT_ICE_SERVERS = env.json("AGENT_ICE_SERVERS", default=None)
+
+# Seconds an AMI action (hangup, transfer, ...) may wait for the listener's answer.
+AMI_ACTION_TIMEOUT = env.float("AMI_ACTION_TIMEOUT", default=10.0)
 
 # Timeouts (seconds) for talking to ConnectyCube's REST API, e.g. "Test credentials".
 CONNECTYCUBE_HTTP_TIMEOUT = env.float("CONNECTYCUBE_HTTP_TIMEOUT", default=10.0)
