@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL_PACKAGES = ["media.connectycube", "calls.ami", "media.sip", "media.rtp"]
-PURE_MODULES = ["mappings.sipuri"]
+PROTOCOL_PACKAGES = ["media.connectycube", "calls.ami", "media.sip", "media.rtp", "media.session"]
+PURE_MODULES = ["mappings.sipuri", "media.control", "calls.numbers"]
 
 
 def modules_of(package: str) -> list[str]:

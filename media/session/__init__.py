@@ -1,0 +1,1 @@
+"""Django-free media sessions: one SIP RTP leg bridged to one aiortc WebRTC leg."""

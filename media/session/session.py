@@ -1,0 +1,500 @@
+"""One bridged call's media: the phone's plain RTP leg joined to the app's WebRTC leg.
+
+The session relays encoded audio whenever both legs share a codec (G.711 passthrough), converts
+mu-law <-> A-law by table when they share only G.711, and transcodes to Opus when asked to or
+when the app offers no G.711. DTMF from the phone (RFC 4733) becomes a callback, since aiortc
+cannot negotiate telephone-event with the app; `send_dtmf` plays digits towards the phone.
+
+The session never decides when a call ends: it reports state changes, and its owner closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
+from pyee.asyncio import AsyncIOEventEmitter
+
+from media.connectycube.ice import add_trickle_option, apply_host_addresses
+from media.rtp import g711
+from media.rtp.dtmf import DtmfDetector, digit_event, event_packets
+from media.rtp.sdp import (
+    AUDIO_CODECS,
+    NULL_HOSTS,
+    REVERSE,
+    TELEPHONE_EVENT,
+    AudioDescription,
+    Codec,
+    SdpWriter,
+    choose_codec,
+    parse_audio,
+)
+from media.rtp.socket import PortRange, RtpEndpoint, Timeline
+
+from .hooks import EncodedTrack, check_hooks, tap_receiver
+from .transcode import (
+    DEFAULT_OPUS_BITRATE,
+    DEFAULT_OPUS_COMPLEXITY,
+    OPUS_CLOCK,
+    OpusToPhone,
+    PhoneToOpus,
+)
+
+logger = logging.getLogger(__name__)
+
+DTMF_STEP = 160  # one telephone-event update per 20 ms at 8 kHz
+DTMF_DURATION_MS = 100
+DTMF_GAP_MS = 60
+OPUS_FRAME = 960  # 20 ms at the Opus RTP clock
+PASSTHROUGH_NAMES = ("PCMU", "PCMA", "G722")
+
+
+class SessionState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"  # the WebRTC leg is negotiating ICE and DTLS
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class Mode(enum.Enum):
+    """How audio crosses the bridge, decided once both legs have a codec."""
+
+    PENDING = "pending"
+    PASSTHROUGH = "passthrough"  # same codec both sides: payload bytes relayed untouched
+    CONVERT = "convert"  # PCMU <-> PCMA by table, one byte per sample
+    TRANSCODE = "transcode"  # phone codec <-> Opus
+
+
+@dataclass
+class MediaConfig:
+    """Where the session binds and what it negotiates; one per worker, shared by its sessions."""
+
+    rtp_host: str = "127.0.0.1"
+    # The address written into our SIP SDP, when the bind address is not what the phone reaches.
+    rtp_advertised_host: str | None = None
+    rtp_ports: PortRange = field(default_factory=PortRange)
+    # Host addresses for ICE; None lets aioice scan the interfaces (it skips 127.0.0.1).
+    host_addresses: list[str] | None = None
+    ice_servers: list[RTCIceServer] = field(default_factory=list)
+    # Transcode to Opus even when the app could take G.711 (a mapping's "prefer Opus").
+    prefer_opus: bool = False
+    sip_codecs: tuple[Codec, ...] = AUDIO_CODECS
+    telephone_event: Codec = TELEPHONE_EVENT
+    opus_bitrate: int = DEFAULT_OPUS_BITRATE
+    opus_complexity: int = DEFAULT_OPUS_COMPLEXITY
+
+
+@dataclass(frozen=True)
+class RtpLocal:
+    """Our SIP-leg address and the SDP offer that advertises it."""
+
+    host: str
+    port: int
+    codecs: list[Codec]
+    sdp: str
+
+
+def _first_audio_codec(sdp: str) -> tuple[str, int]:
+    """Return (codec name, clock rate) of the first audio codec of an SDP answer."""
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "audio" and media.rtp.codecs:
+            codec = media.rtp.codecs[0]
+            return codec.name, codec.clockRate
+    raise ValueError("the WebRTC answer has no audio codec")
+
+
+def _offered_audio_codecs(sdp: str) -> list[str]:
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "audio":
+            return [c.name for c in media.rtp.codecs]
+    return []
+
+
+class MediaSession(AsyncIOEventEmitter):
+    """Bridge one SIP RTP leg and one WebRTC leg.
+
+    Events: ``statechange`` (after `state` changes), ``dtmf`` (digit).
+    """
+
+    def __init__(self, config: MediaConfig, *,
+                 on_dtmf: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        check_hooks()
+        self.config = config
+        self.state = SessionState.NEW
+        self.mode = Mode.PENDING
+        self.on_dtmf = on_dtmf
+        self.rtp = RtpEndpoint(config.rtp_host, config.rtp_ports)
+        self.rtp.on_packet = self._on_phone_packet
+        self.phone: AudioDescription | None = None
+        self.phone_codec: Codec | None = None
+        self.phone_direction = "sendrecv"
+        self.webrtc_codec: str | None = None
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(config.ice_servers)))
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        self.track = EncodedTrack(8000)
+        self._transceiver: RTCRtpTransceiver | None = None
+        self._sdp = SdpWriter(config.rtp_advertised_host or config.rtp_host)
+        self._dtmf = DtmfDetector(self._dtmf_received)
+        self._phone_timeline = Timeline()
+        self._to_opus: PhoneToOpus | None = None
+        self._from_opus: OpusToPhone | None = None
+        self._dtmf_task: asyncio.Task[None] | None = None
+        self._dtmf_exited = asyncio.Event()
+        self._dtmf_exited.set()
+        self._dtmf_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._dtmf_playing = False
+        self._dtmf_duration = DTMF_DURATION_MS * 8
+        self._telephone_event_pt: int | None = None
+        self.dtmf_received: list[str] = []
+        self.relay_errors = 0
+        self.started_at = time.monotonic()
+
+    # state
+
+    def _set_state(self, state: SessionState) -> None:
+        if state != self.state:
+            logger.debug("MediaSession(%s) - %s -> %s", id(self), self.state.name, state.name)
+            self.state = state
+            self.emit("statechange")
+
+    def _on_connection_state(self) -> None:
+        if self.state == SessionState.CLOSED:
+            return
+        pc_state = self.pc.connectionState
+        if pc_state == "connected":
+            self._set_state(SessionState.CONNECTED)
+        elif pc_state == "failed":
+            self._set_state(SessionState.FAILED)
+
+    # SIP leg
+
+    async def prepare_rtp(self) -> RtpLocal:
+        """Bind the RTP socket pair; return our address and an SDP offer of our SIP codecs."""
+        self._check_open()
+        if not self.rtp.port:
+            await self.rtp.open()
+        codecs = list(self.config.sip_codecs)
+        host = self.config.rtp_advertised_host or self.config.rtp_host
+        sdp = self._sdp.write(self.rtp.port, codecs, self.config.telephone_event)
+        return RtpLocal(host, self.rtp.port, codecs, sdp)
+
+    async def set_rtp_remote(self, remote: str | tuple[str, int], direction: str = "sendrecv",
+                             codec: Codec | None = None) -> str | None:
+        """Apply the phone's SDP (offer, answer or re-INVITE), or a bare address and `codec`.
+
+        `direction` is the phone's, used with a bare address (an SDP carries its own). Return our
+        SDP answer when given an SDP. Raise ValueError when the SDP is bad or shares no codec.
+        """
+        self._check_open()
+        if not self.rtp.port:
+            await self.rtp.open()
+        if isinstance(remote, str):
+            description = parse_audio(remote)
+            chosen = choose_codec(description, self.config.sip_codecs)
+            direction = description.direction
+            if description.port == 0 or description.host in NULL_HOSTS:
+                direction = "inactive"  # RFC 3264 hold by address, or a disabled stream
+            host, port = description.host, description.port
+            event = description.telephone_event
+        else:
+            if codec is None:
+                raise ValueError("a bare RTP address needs a codec")
+            host, port = remote
+            chosen, description, event = codec, None, self.config.telephone_event
+        self.phone = description
+        if direction not in REVERSE:
+            raise ValueError(f"unknown direction {direction!r}")
+        self.phone_direction = direction
+        self._telephone_event_pt = event.payload_type if event else None
+        if port:
+            self.rtp.set_remote(host, port)
+        ours = REVERSE[direction]
+        self.rtp.set_direction(ours)
+        if self.phone_codec is None or chosen.name != self.phone_codec.name \
+                or chosen.payload_type != self.phone_codec.payload_type:
+            self.phone_codec = chosen
+            self._configure_relay()
+        if description is None:
+            return None
+        return self._sdp.write(self.rtp.port, [chosen], event, ours)
+
+    def set_hold(self, direction: str) -> None:
+        """Apply our direction towards the phone without a new SDP (sendonly: we only send)."""
+        if direction not in REVERSE:
+            raise ValueError(f"unknown direction {direction!r}")
+        self.rtp.set_direction(direction)
+
+    # WebRTC leg
+
+    def _webrtc_preferences(self, offered: list[str] | None = None) -> list:
+        """Return the codec capabilities to offer or answer with, best first."""
+        capabilities = RTCRtpSender.getCapabilities("audio").codecs
+        by_name = {c.name: c for c in capabilities}
+        if self.config.prefer_opus:
+            names = ["opus"]
+        else:
+            phone = self.phone_codec.name if self.phone_codec else None
+            names = [phone] if phone in PASSTHROUGH_NAMES else []
+            names += [n for n in ("PCMU", "PCMA") if n not in names]
+            if offered is not None:
+                names = [n for n in names if n in offered]
+                if phone in names:
+                    names = [phone]  # aiortc answers in the offer's order: leave it no choice
+                if not names:
+                    names = ["opus"]  # no G.711 from the app: transcode
+        return [by_name[n] for n in names]
+
+    def _attach(self, transceiver: RTCRtpTransceiver) -> None:
+        self._transceiver = transceiver
+        tap_receiver(transceiver.receiver, self._on_app_packet)
+
+    async def create_offer(self) -> str:
+        """Return the SDP offer for the app (ICE candidates included, trickle advertised)."""
+        self._check_open()
+        if self._transceiver is None:
+            transceiver = self.pc.addTransceiver(self.track, direction="sendrecv")
+            transceiver.setCodecPreferences(self._webrtc_preferences())
+            self._attach(transceiver)
+        apply_host_addresses(self.pc, self.config.host_addresses)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._set_state(SessionState.CONNECTING)
+        return add_trickle_option(self.pc.localDescription.sdp)
+
+    async def set_answer(self, sdp: str) -> None:
+        """Apply the app's answer to our offer."""
+        self._check_open()
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+        self._set_webrtc_codec(*_first_audio_codec(sdp))
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Apply the app's offer and return our answer."""
+        self._check_open()
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        transceiver = next((t for t in self.pc.getTransceivers() if t.kind == "audio"), None)
+        if transceiver is None:
+            raise ValueError("the app's offer has no audio")
+        for other in self.pc.getTransceivers():
+            if other.kind != "audio":
+                other.direction = "inactive"  # no video bridge yet: do not receive and decode it
+        if self._transceiver is None:
+            transceiver.setCodecPreferences(
+                self._webrtc_preferences(_offered_audio_codecs(sdp)))
+            self.pc.addTrack(self.track)
+            self._attach(transceiver)
+        apply_host_addresses(self.pc, self.config.host_addresses)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = self.pc.localDescription.sdp
+        self._set_webrtc_codec(*_first_audio_codec(answer))
+        self._set_state(SessionState.CONNECTING)
+        return add_trickle_option(answer)
+
+    async def add_ice_candidate(self, candidate: RTCIceCandidate | None) -> None:
+        """Add a remote ICE candidate trickled by the app (None: end of candidates)."""
+        self._check_open()
+        await self.pc.addIceCandidate(candidate)
+
+    def _set_webrtc_codec(self, name: str, clock_rate: int) -> None:
+        if name != self.webrtc_codec:
+            self.webrtc_codec = name
+            self.track.time_base = fractions.Fraction(1, clock_rate)
+            self._configure_relay()
+
+    # relay
+
+    def _configure_relay(self) -> None:
+        """Choose passthrough, conversion or transcoding once both codecs are known."""
+        phone, app = self.phone_codec, self.webrtc_codec
+        self._to_opus = self._from_opus = None
+        if phone is None or app is None:
+            self.mode = Mode.PENDING
+        elif app == phone.name:
+            self.mode = Mode.PASSTHROUGH
+        elif {app, phone.name} == {"PCMU", "PCMA"}:
+            self.mode = Mode.CONVERT
+        elif app == "opus":
+            self.mode = Mode.TRANSCODE
+            self._to_opus = PhoneToOpus(phone.name, self.config.opus_bitrate,
+                                        self.config.opus_complexity)
+            self._from_opus = OpusToPhone(phone.name)
+        else:
+            raise ValueError(f"cannot bridge {phone.name} with {app}")
+        self._phone_timeline.resplice()
+        self.rtp.stream.resplice()
+        logger.debug("MediaSession(%s) relay %s: phone %s, app %s", id(self), self.mode.name,
+                     phone.name if phone else None, app)
+
+    def _on_phone_packet(self, payload_type: int, marker: int, seq: int, timestamp: int,
+                         ssrc: int, payload: bytes, arrival: float) -> None:
+        phone = self.phone_codec
+        if payload_type == self._telephone_event_pt:
+            try:
+                self._dtmf.feed(ssrc, timestamp, payload)
+            except ValueError:
+                self.relay_errors += 1
+            return
+        if phone is None or payload_type != phone.payload_type:
+            return  # comfort noise, or a codec we did not agree on
+        mode = self.mode
+        if mode is Mode.PASSTHROUGH:
+            self.track.push(payload, self._phone_timeline.map(ssrc, timestamp, len(payload)))
+        elif mode is Mode.CONVERT:
+            pts = self._phone_timeline.map(ssrc, timestamp, len(payload))
+            self.track.push(g711.convert(phone.name, self.webrtc_codec, payload), pts)
+        elif mode is Mode.TRANSCODE:
+            for packet in self._to_opus.feed(payload):
+                self.track.push(packet, self._phone_timeline.advance(OPUS_FRAME))
+
+    def _on_app_packet(self, packet: RtpPacket) -> None:
+        if self._dtmf_playing or not self.rtp.sending:
+            return
+        phone = self.phone_codec
+        mode = self.mode
+        payload = packet.payload
+        if mode is Mode.PASSTHROUGH:
+            timestamp = self.rtp.stream.map(packet.ssrc, packet.timestamp, len(payload))
+            self.rtp.send(phone.payload_type, payload, timestamp, packet.marker)
+        elif mode is Mode.CONVERT:
+            timestamp = self.rtp.stream.map(packet.ssrc, packet.timestamp, len(payload))
+            self.rtp.send(phone.payload_type, g711.convert(self.webrtc_codec, phone.name, payload),
+                          timestamp, packet.marker)
+        elif mode is Mode.TRANSCODE:
+            try:
+                outputs = self._from_opus.feed(payload)
+            except ValueError:
+                self.relay_errors += 1
+                return
+            for out in outputs:
+                self.rtp.send(phone.payload_type, out, self.rtp.stream.advance(len(out)))
+
+    # DTMF
+
+    def _dtmf_received(self, digit: str) -> None:
+        self.dtmf_received.append(digit)
+        if self.on_dtmf is not None:
+            self.on_dtmf(digit)
+        self.emit("dtmf", digit)
+
+    async def send_dtmf(self, digits: str, duration_ms: int = DTMF_DURATION_MS) -> None:
+        """Queue RFC 4733 digits towards the phone; raise ValueError for a non-DTMF character."""
+        self._check_open()
+        for digit in digits:
+            digit_event(digit)  # validates before anything is queued
+        if self._telephone_event_pt is None:
+            raise ValueError("the phone did not negotiate telephone-event")
+        for digit in digits:
+            self._dtmf_queue.put_nowait(digit)
+        self._dtmf_duration = duration_ms * 8
+        if self._dtmf_task is None:
+            self._dtmf_exited.clear()
+            self._dtmf_task = asyncio.ensure_future(self._run_dtmf())
+
+    async def wait_dtmf_sent(self) -> None:
+        """Return once every queued digit has been sent."""
+        await self._dtmf_queue.join()
+
+    async def _run_dtmf(self) -> None:
+        try:
+            while True:
+                digit = await self._dtmf_queue.get()
+                try:
+                    await self._play_digit(digit)
+                finally:
+                    self._dtmf_queue.task_done()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # we *need* to set the exit event, or close() hangs
+            logger.exception("MediaSession(%s) DTMF sender failed", id(self))
+        finally:
+            self._dtmf_playing = False
+            self._dtmf_exited.set()
+
+    async def _play_digit(self, digit: str) -> None:
+        stream = self.rtp.stream
+        self._dtmf_playing = True
+        start = stream.advance(0)
+        try:
+            for event, marker in event_packets(digit, self._dtmf_duration, DTMF_STEP):
+                self.rtp.send(self._telephone_event_pt, bytes(event), start, int(marker))
+                await asyncio.sleep(DTMF_STEP / 8000)
+        finally:
+            stream.advance(self._dtmf_duration)
+            stream.resplice()
+            self._dtmf_playing = False
+        await asyncio.sleep(DTMF_GAP_MS / 1000)
+
+    # stats
+
+    async def get_stats(self) -> dict[str, Any]:
+        """Return per-leg figures: codec, packets and bytes each way, loss and jitter."""
+        received = self.rtp.received
+        rtp = {
+            "codec": self.phone_codec.name if self.phone_codec else None,
+            "local": (self.rtp.host, self.rtp.port),
+            "remote": self.rtp.remote,
+            "direction": self.phone_direction,
+            "ssrc": self.rtp.stream.ssrc,
+            "packets_sent": self.rtp.sent.packets,
+            "bytes_sent": self.rtp.sent.bytes,
+            "packets_received": received.packets,
+            "bytes_received": received.bytes,
+            "packets_lost": received.lost,
+            "jitter_ms": received.jitter_ms,
+            "dtmf_received": len(self.dtmf_received),
+        }
+        webrtc: dict[str, Any] = {
+            "codec": self.webrtc_codec,
+            "state": self.pc.connectionState,
+            "packets_sent": 0, "bytes_sent": 0,
+            "packets_received": 0, "packets_lost": 0, "jitter_ms": 0.0,
+        }
+        if self.pc.connectionState != "closed":
+            clock = OPUS_CLOCK if self.webrtc_codec == "opus" else 8000
+            for stats in (await self.pc.getStats()).values():
+                if stats.type == "outbound-rtp":
+                    webrtc["packets_sent"] += stats.packetsSent
+                    webrtc["bytes_sent"] += stats.bytesSent
+                elif stats.type == "inbound-rtp":
+                    webrtc["packets_received"] += stats.packetsReceived
+                    webrtc["packets_lost"] += stats.packetsLost
+                    webrtc["jitter_ms"] = max(webrtc["jitter_ms"], 1000 * stats.jitter / clock)
+        return {"mode": self.mode.value, "state": self.state.value, "rtp": rtp,
+                "webrtc": webrtc, "track_dropped": self.track.dropped,
+                "relay_errors": self.relay_errors}
+
+    # teardown
+
+    def _check_open(self) -> None:
+        if self.state == SessionState.CLOSED:
+            raise ConnectionError("media session is closed")
+
+    async def close(self) -> None:
+        """Stop DTMF, close the RTP sockets and the peer connection; safe to call twice."""
+        if self.state == SessionState.CLOSED:
+            return
+        self._set_state(SessionState.CLOSED)
+        if self._dtmf_task is not None:
+            self._dtmf_task.cancel()
+            await self._dtmf_exited.wait()
+            self._dtmf_task = None
+        self.rtp.close()
+        self.track.stop()
+        await self.pc.close()
