@@ -115,8 +115,10 @@ class ExportFilterForm(forms.Form):
     date_from = forms.DateTimeField(required=False, label=_("from"))
     date_to = forms.DateTimeField(required=False, label=_("to"))
     department = forms.SlugField(required=False, label=_("department"))
-    direction = forms.ChoiceField(required=False, choices=[("", ""), *Direction.choices])
-    disposition = forms.ChoiceField(required=False, choices=[("", ""), *Disposition.choices])
+    direction = forms.ChoiceField(required=False, choices=[("", ""), *Direction.choices], label=_("direction"))
+    disposition = forms.ChoiceField(
+        required=False, choices=[("", ""), *Disposition.choices], label=_("disposition")
+    )
     number = forms.CharField(
         required=False,
         max_length=40,

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
 from mappings.fields import EncryptedSecretField
@@ -218,7 +219,7 @@ class CallLeg(models.Model):
         verbose_name_plural = _("call legs")
 
     def __str__(self) -> str:
-        return self.channel or self.uniqueid or f"leg {self.pk}"
+        return self.channel or self.uniqueid or gettext("leg %(pk)s") % {"pk": self.pk}
 
 
 class CallEventQuerySet(models.QuerySet):
@@ -275,7 +276,7 @@ class CallEvent(models.Model):
 
     @property
     def actor_label(self) -> str:
-        return self.actor.get_username() if self.actor_id else "system"
+        return self.actor.get_username() if self.actor_id else pgettext("call event actor", "system")
 
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None and not self._state.adding:

@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .forms import SecretFieldsFormMixin
 from .models import ConnectyCubeApp, Department, SipMapping
@@ -59,7 +60,7 @@ class SipMappingAdmin(DepartmentScopedAdmin):
     fieldsets = [
         (None, {"fields": ["sip_uri", "department", "display_name", "enabled"]}),
         (_("ConnectyCube account"), {"fields": ["app", "cc_login", "cc_password", "cc_user_id"]}),
-        (_("Ringing"), {"fields": ["agents", "ring_strategy", "ring_timeout"]}),
+        (pgettext_lazy("mapping fieldset", "Ringing"), {"fields": ["agents", "ring_strategy", "ring_timeout"]}),
     ]
 
     @admin.display(description=_("agents"))

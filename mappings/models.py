@@ -141,7 +141,7 @@ class SipMapping(models.Model):
         help_text=_("Filled in by “Test credentials” when empty."),
     )
     display_name = models.CharField(
-        _("display name"), max_length=100, help_text=_("Shown to agents: “<name> ligando...”.")
+        _("display name"), max_length=100, help_text=_("Shown to agents, as in “Vendas ligando...”.")
     )
     agents = models.JSONField(
         _("agents"),
@@ -177,7 +177,9 @@ class SipMapping(models.Model):
         try:
             self.sip_uri = sipuri.normalise(self.sip_uri)
         except sipuri.InvalidSipUri as exc:
-            raise ValidationError({"sip_uri": str(exc)}) from None
+            # sipuri is Django-free, so its detail stays English inside a translated sentence.
+            message = _("Enter a SIP URI such as sip:vendas@empresa.com (%(error)s).")
+            raise ValidationError({"sip_uri": message % {"error": exc}}) from None
 
     def save(self, *args: object, **kwargs: object) -> None:
         # Normalise here too, so that code paths without full_clean() keep the key unique.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from media.connectycube.errors import ConnectyCubeError
 from media.connectycube.rest import RestClient
@@ -60,7 +61,7 @@ def validate_credentials(mapping: SipMapping) -> CredentialCheck:
     except Exception as exc:  # a missing or wrong key: SecretDecryptionError / ImproperlyConfigured
         return CredentialCheck(False, str(exc))
     if not password:
-        return CredentialCheck(False, "No ConnectyCube password is stored for this mapping.")
+        return CredentialCheck(False, _("No ConnectyCube password is stored for this mapping."))
     return asyncio.run(_login(app, mapping.cc_login, password))
 
 
@@ -75,4 +76,5 @@ async def _login(app, login: str, password: str) -> CredentialCheck:
             await client.destroy_session()
         except ConnectyCubeError:
             pass  # the login worked; a stale session expires by itself
-        return CredentialCheck(True, f"Logged in as ConnectyCube user {session.user_id}.", session.user_id)
+        message = _("Logged in as ConnectyCube user %(id)s.") % {"id": session.user_id}
+        return CredentialCheck(True, message, session.user_id)

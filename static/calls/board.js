@@ -53,30 +53,42 @@
     return h ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
   }
 
+  const NBSP = "\u00a0";  // keeps "jitter 12 ms" on one line
+
   function fmt(n, digits, unit) {
     return n === null || n === undefined ? null : `${Number(n).toFixed(digits)}${unit}`;
   }
 
+  // A URI or channel name with break opportunities after "@" and "/".
+  function breakable(text) {
+    const frag = document.createDocumentFragment();
+    for (const part of String(text).split(/(?<=[@/])/)) {
+      if (frag.childNodes.length) frag.append(el("wbr"));
+      frag.append(part);
+    }
+    return frag;
+  }
+
   function row(call) {
     const dept = departments[call.department_id];
-    const sipBits = [call.sip_codec, fmt(call.sip_packet_loss, 1, "%") && `${t.loss} ${fmt(call.sip_packet_loss, 1, "%")}`,
-                     fmt(call.sip_jitter_ms, 0, " ms") && `${t.jitter} ${fmt(call.sip_jitter_ms, 0, " ms")}`].filter(Boolean);
+    const sipBits = [call.sip_codec, fmt(call.sip_packet_loss, 1, "%") && `${t.loss}${NBSP}${fmt(call.sip_packet_loss, 1, "%")}`,
+                     fmt(call.sip_jitter_ms, 0, `${NBSP}ms`) && `${t.jitter}${NBSP}${fmt(call.sip_jitter_ms, 0, `${NBSP}ms`)}`].filter(Boolean);
     let app = "—";
     if (call.agent) app = `${t.agent} ${call.agent}`;
     else if (call.agents_ringing && call.agents_ringing.length) app = `${t.agentsRinging}: ${call.agents_ringing.join(", ")}`;
     const actions = el("td", { class: "actions" });
-    if (cfg.can.hangup) actions.append(el("button", { class: "danger", "data-action": "hangup", onclick: () => act("hangup", call) }, t.hangup));
-    if (cfg.can.transfer) actions.append(el("button", { "data-action": "transfer", onclick: () => act("transfer", call) }, t.transfer));
-    if (cfg.can.attended_transfer) actions.append(el("button", { "data-action": "attended_transfer", onclick: () => act("attended_transfer", call) }, t.attended));
-    if (cfg.can.bridge) actions.append(el("button", { "data-action": "bridge", onclick: () => act("bridge", call) }, t.bridge));
+    if (cfg.can.hangup) actions.append(el("button", { class: "danger", "data-action": "hangup", title: t.hangupHint, onclick: () => act("hangup", call) }, t.hangup));
+    if (cfg.can.transfer) actions.append(el("button", { "data-action": "transfer", title: t.transferHint, onclick: () => act("transfer", call) }, t.transfer));
+    if (cfg.can.attended_transfer) actions.append(el("button", { "data-action": "attended_transfer", title: t.attendedHint, onclick: () => act("attended_transfer", call) }, t.attended));
+    if (cfg.can.bridge) actions.append(el("button", { "data-action": "bridge", title: t.bridgeHint, onclick: () => act("bridge", call) }, t.bridge));
     return el("tr", { "data-call": call.id, "data-state": call.state },
       el("td", { class: "caller" }, call.caller_number || "—", call.caller_name ? el("span", { class: "name" }, call.caller_name) : null),
-      el("td", {}, call.dialed || "—", dept ? el("span", { class: "sub" }, dept) : null),
+      el("td", { class: "dialled" }, breakable(call.dialed || "—"), dept ? el("span", { class: "sub" }, dept) : null),
       el("td", {}, el("span", { class: `state state-${call.state}` }, t[call.state] || call.state)),
       el("td", { class: "num duration" }, duration(call)),
-      el("td", { class: "leg" }, (call.channels && call.channels[0]) || call.sip_channel || "—",
+      el("td", { class: "leg" }, breakable((call.channels && call.channels[0]) || call.sip_channel || "—"),
          sipBits.length ? el("span", { class: "sub" }, sipBits.join(" · ")) : null),
-      el("td", { class: "leg" }, app, call.app_state ? el("span", { class: "sub" }, call.app_state) : null),
+      el("td", { class: "leg" }, app, call.app_state ? el("span", { class: "sub" }, t.appStates[call.app_state] || call.app_state) : null),
       actions);
   }
 
