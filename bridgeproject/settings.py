@@ -138,6 +138,14 @@ MEDIA_ICE_HOST_ADDRESSES = env.list("MEDIA_ICE_HOST_ADDRESSES", default=[])
 MEDIA_ICE_SERVERS = env.json("MEDIA_ICE_SERVERS", default=[])
 MEDIA_MAX_SESSIONS = env.int("MEDIA_MAX_SESSIONS", default=100)
 
+# The SIP edge (`manage.py runedge`): where Asterisk's ccbridge trunk reaches it, the host in our
+# Contact when that differs, and its patience with workers and WebRTC.
+EDGE_SIP_HOST = env.str("EDGE_SIP_HOST", default="127.0.0.1")
+EDGE_SIP_PORT = env.int("EDGE_SIP_PORT", default=5070)
+EDGE_PUBLIC_HOST = env.str("EDGE_PUBLIC_HOST", default="")
+EDGE_MEDIA_START_TIMEOUT = env.float("EDGE_MEDIA_START_TIMEOUT", default=5.0)
+EDGE_ICE_TIMEOUT = env.float("EDGE_ICE_TIMEOUT", default=20.0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -12,11 +12,13 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from xml.sax.saxutils import escape
 
 import aiohttp
 
 from .call import CallConfig, CallState, P2PCall
 from .config import AppConfig
+from .peer import Peer
 from .rest import RestClient
 from .signalling import Signal, SignalType, decode_extra_params, encode_message
 from .stanza import (
@@ -33,6 +35,8 @@ from .xmpp import XmppClient
 logger = logging.getLogger(__name__)
 
 IncomingCallHandler = Callable[[P2PCall], Awaitable[None] | None]
+# (from user id, the <extraParams> fields as text) of a `SystemNotifications` headline message.
+SystemMessageHandler = Callable[[int, dict[str, str]], Awaitable[None] | None]
 
 
 class ConnectyCubeAccount:
@@ -46,6 +50,7 @@ class ConnectyCubeAccount:
         *,
         call_config: CallConfig | None = None,
         on_incoming_call: IncomingCallHandler | None = None,
+        on_system_message: SystemMessageHandler | None = None,
         chat_with_token: bool = False,
         rest_timeout: float = 10.0,
         chat_options: dict[str, Any] | None = None,
@@ -55,6 +60,7 @@ class ConnectyCubeAccount:
         self.__password = password
         self.call_config = call_config or CallConfig()
         self.on_incoming_call = on_incoming_call
+        self.on_system_message = on_system_message
         self.chat_with_token = chat_with_token
         self.rest_timeout = rest_timeout
         self._chat_options = dict(chat_options or {})
@@ -124,12 +130,9 @@ class ConnectyCubeAccount:
         others be hung up. `setup(call)` runs before the offer, so the media layer can add its
         tracks to `call.pc`; audio (and video for video calls) is added if it did not.
         """
-        assert self.user_id is not None, "start() the account first"
         calls = []
         for user_id in user_ids:
-            call = P2PCall.outgoing(self, self.user_id, int(user_id), call_type,
-                                    self.call_config, user_info)
-            self._track(call)
+            call = self.new_call(int(user_id), call_type, user_info)
             if setup is not None:
                 result = setup(call)
                 if inspect.isawaitable(result):
@@ -137,6 +140,26 @@ class ConnectyCubeAccount:
             await call.start()
             calls.append(call)
         return calls
+
+    def new_call(self, user_id: int, call_type: int, user_info: dict[str, Any] | None = None,
+                 peer: Peer | None = None) -> P2PCall:
+        """Return an outgoing call to one user, tracked by this account; `start()` rings it."""
+        assert self.user_id is not None, "start() the account first"
+        call = P2PCall.outgoing(self, self.user_id, user_id, call_type, self.call_config, user_info,
+                                peer=peer)
+        self._track(call)
+        return call
+
+    async def send_system_message(self, user_id: int, fields: dict[str, str], body: str = "") -> None:
+        """Send a `SystemNotifications` headline (the SDK's chat.sendSystemMessage)."""
+        assert self.chat is not None
+        extra = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in fields.items() if k.isidentifier())
+        to = f"{user_id}-{self.app.app_id}@{self.app.chat_domain}"
+        await self.chat.send(
+            f'<message to="{to}" type="headline" id="{new_id()}" xmlns="jabber:client">'
+            f"<body>{escape(body)}</body><extraParams xmlns=\"jabber:client\">"
+            f"<moduleIdentifier>SystemNotifications</moduleIdentifier>{extra}</extraParams></message>"
+        )
 
     def _track(self, call: P2PCall) -> None:
         self.calls[call.session_id] = call
@@ -166,6 +189,10 @@ class ConnectyCubeAccount:
         extra = message.find(qname(NS_CLIENT, "extraParams"))
         if extra is None:
             return
+        module = extra.find(qname(NS_CLIENT, "moduleIdentifier"))
+        if module is not None and module.text == "SystemNotifications":
+            self._on_system_message(sender, extra)
+            return
         try:
             signal = decode_extra_params(extra)
         except ValueError as exc:
@@ -175,6 +202,16 @@ class ConnectyCubeAccount:
         if signal is None or from_user is None:
             return
         self._signals.put_nowait((signal, from_user))
+
+    def _on_system_message(self, sender: str, extra: ET.Element) -> None:
+        from_user = user_id_from_jid(sender)
+        if self.on_system_message is None or from_user is None:
+            return
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in extra}
+        fields.pop("moduleIdentifier", None)
+        result = self.on_system_message(from_user, fields)
+        if inspect.isawaitable(result):
+            self._spawn(result)
 
     async def _signal_loop(self) -> None:
         while True:

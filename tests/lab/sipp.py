@@ -78,6 +78,7 @@ class SippProcess:
     workdir: Path
     scenario: str
     port: int
+    media_port: int = 0  # where this phone's RTP arrives (a test may capture it)
     _result: SippResult | None = field(default=None, repr=False)
 
     def wait(self, timeout: float = DEFAULT_TIMEOUT) -> SippResult:
@@ -156,6 +157,7 @@ class Sipp:
         if not source.exists():
             raise SippError(f"no such SIPp scenario: {source}")
         port = port or free_udp_port()
+        media_port = free_udp_port()
         workdir = Path(tempfile.mkdtemp(prefix=f"{scenario}-", dir=self._workroot))
         shutil.copy(source, workdir / source.name)
         shutil.copy(self._tone_wav(), workdir / "audio.wav")
@@ -163,7 +165,7 @@ class Sipp:
             "sipp", f"{self.host}:{self.sip_port}",
             "-sf", source.name, "-s", service,
             "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
-            "-mp", str(free_udp_port()), "-cp", str(free_udp_port()),
+            "-mp", str(media_port), "-cp", str(free_udp_port()),
             "-m", str(calls), "-r", str(rate), "-l", str(max(calls, 1)),
             "-trace_err", "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
             "-max_recv_loops", "1000",
@@ -177,7 +179,7 @@ class Sipp:
             cmd, cwd=workdir, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        handle = SippProcess(proc, workdir, scenario, port)
+        handle = SippProcess(proc, workdir, scenario, port, media_port)
         self._procs.append(handle)
         return handle
 

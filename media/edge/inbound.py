@@ -1,0 +1,387 @@
+"""One inbound call: a SIP INVITE from Asterisk's ccbridge trunk to a department's agents.
+
+One coroutine owns the call (`InboundCall.run`), waiting on one queue for everything that can
+happen to it — an agent accepts or rejects, the caller cancels, a timer fires, the phone or the
+app hangs up, the media worker dies — and deciding. The SIP dialog, the ConnectyCube calls and
+the media sessions only report. Closing happens once, in `_finish`.
+
+Ringing: each agent gets a ConnectyCube call whose media end is its own session on a media
+worker (the SDK needs an offer in `call`). The first to accept wins; the others get `hangUp`
+("answered elsewhere") and their sessions close. 180 goes out once the app rings; 200 OK only
+once the winner's WebRTC leg is connected, so no audio is clipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from calls.models import Call, Disposition
+from media.connectycube.call import P2PCall
+from media.connectycube.signalling import CallType
+from media.control import MediaError, RemotePeer, RemoteSession
+from media.sip.call import ServerInvite
+from media.sip.dialog import Dialog
+from media.sip.errors import SipStatusError
+
+from . import records
+
+if TYPE_CHECKING:
+    from mappings.models import SipMapping
+
+    from .service import EdgeService
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """How a call ended, and what that means in SIP and in the CDR."""
+
+    NOT_FOUND = (404, Disposition.FAILED, "no mapping for this SIP URI")
+    DISABLED = (480, Disposition.FAILED, "the mapping is disabled")
+    UNAVAILABLE = (503, Disposition.FAILED, "ConnectyCube or the media workers are unavailable")
+    BUSY = (486, Disposition.BUSY, "rejected by the agents (busy)")
+    DECLINED = (603, Disposition.FAILED, "rejected by the agents")
+    NO_ANSWER = (480, Disposition.NO_ANSWER, "no agent answered")
+    CANCELLED = (487, Disposition.NO_ANSWER, "the caller hung up while ringing")
+    ANSWERED_ELSEWHERE = (487, Disposition.NO_ANSWER, "answered elsewhere (Asterisk cancelled)")
+    NOT_ACCEPTABLE = (488, Disposition.FAILED, "no common codec with the phone")
+
+    def __init__(self, status: int, disposition: str, text: str) -> None:
+        self.status = status
+        self.disposition = disposition
+        self.text = text
+
+
+@dataclass
+class Leg:
+    """One agent being rung: its ConnectyCube call and its media session on a worker."""
+
+    agent: int
+    session: RemoteSession
+    call: P2PCall | None = None
+    phone_answer: str | None = None  # our SDP for the phone, from this leg's session
+    done: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class InboundCall:
+    def __init__(self, service: EdgeService, invite: ServerInvite) -> None:
+        self.service = service
+        self.invite = invite
+        self.request = invite.request
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.mapping: SipMapping | None = None
+        self.row: Call | None = None
+        self.legs: list[Leg] = []
+        self.winner: Leg | None = None
+        self.dialog: Dialog | None = None
+        self._rang = False
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"<InboundCall {self.request.call_id}>"
+
+    # --- the one loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            logger.exception("%r failed", self)
+            await self._fail(Outcome.UNAVAILABLE, "internal error")
+        finally:
+            await self._release()
+
+    async def _run(self) -> None:
+        request = self.request
+        self.invite.on_state_change = lambda state: self.events.put_nowait(("sip", state))
+        self.mapping = await sync_to_async(records.find_mapping)(str(request.uri), request.headers.get("To"))
+        self.row = await sync_to_async(records.open_call)(
+            self.mapping,
+            sip_call_id=request.call_id,
+            from_header=request.headers.get("From") or "",
+            dialed=str(request.uri),
+            linkedid=request.headers.get("X-CCBridge-Linkedid"),
+        )
+        await self._event("sip.invite", uri=str(request.uri), call_id=request.call_id)
+        if self.mapping is None:
+            return await self._fail(Outcome.NOT_FOUND)
+        if not self.mapping.enabled:
+            return await self._fail(Outcome.DISABLED)
+        if not self.invite.offer:
+            return await self._fail(Outcome.NOT_ACCEPTABLE, "INVITE without SDP")
+        try:
+            account = await self.service.account_for(self.mapping)
+        except Exception as exc:
+            logger.warning("%r: ConnectyCube login for %s failed: %s", self, self.mapping, exc)
+            return await self._fail(Outcome.UNAVAILABLE, f"ConnectyCube login failed: {exc}")
+        self.account = account
+
+        outcome = await self._ring()
+        if outcome is not None:
+            return await self._fail(outcome)
+        await self._talk()
+
+    # --- ringing --------------------------------------------------------------------------
+
+    async def _ring(self) -> Outcome | None:
+        """Ring the agents; return None once one accepted and connected, else why not."""
+        assert self.mapping is not None
+        agents = list(self.mapping.agents)
+        if not agents:
+            return Outcome.NO_ANSWER
+        timeout = float(self.mapping.ring_timeout)
+        if self.mapping.ring_strategy == "sequential":
+            reasons: list[dict[str, Any]] = []
+            for agent in agents:
+                outcome = await self._ring_group([agent], timeout, reasons)
+                if outcome is None or outcome in (
+                    Outcome.CANCELLED,
+                    Outcome.UNAVAILABLE,
+                    Outcome.ANSWERED_ELSEWHERE,
+                    Outcome.NOT_ACCEPTABLE,
+                ):
+                    return outcome
+            return self._rejection(reasons)
+        return await self._ring_group(agents, timeout, [])
+
+    async def _ring_group(
+        self, agents: list[int], ring_for: float, reasons: list[dict[str, Any]]
+    ) -> Outcome | None:
+        started = await asyncio.gather(*(self._start_leg(agent) for agent in agents), return_exceptions=True)
+        legs = [leg for leg in started if isinstance(leg, Leg)]
+        for failure in (s for s in started if isinstance(s, BaseException)):
+            logger.warning("%r: could not ring an agent: %s", self, failure)
+        if not legs:
+            if any(isinstance(s, ValueError) for s in started):
+                return Outcome.NOT_ACCEPTABLE
+            return Outcome.UNAVAILABLE
+        await sync_to_async(records.update)(self.row, agents_ringing=[leg.agent for leg in legs], app_state="ringing")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ring_for
+        ringing = set(id(leg) for leg in legs)
+        while True:
+            try:
+                kind, data = await asyncio.wait_for(self.events.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await self._event("ring.timeout", seconds=ring_for)
+                await self._hang_up_legs(legs, "not answered")
+                return Outcome.NO_ANSWER
+            if kind == "sip" and self.invite.cancelled.is_set():
+                await self._event("sip.cancel")
+                await self._hang_up_legs(legs, "caller hung up")
+                return Outcome.CANCELLED
+            if kind == "ringing" and not self._rang:
+                self._rang = True
+                self.invite.send_provisional(180)
+                await self._event("sip.180")
+            elif kind == "accepted":
+                leg = data
+                self.winner = leg
+                await self._event("app.accepted", agent=leg.agent, session=leg.call.session_id)
+                await self._hang_up_legs([x for x in legs if x is not leg], "answered elsewhere")
+                return await self._connect(leg)
+            elif kind in ("rejected", "closed") and id(data[0]) in ringing:
+                leg, info = data
+                ringing.discard(id(leg))
+                reasons.append(info)
+                await self._event(f"app.{kind}", agent=leg.agent, info=info)
+                await self._close_leg(leg)
+                if not ringing:
+                    return self._rejection(reasons) if len(legs) == len(agents) else Outcome.NO_ANSWER
+
+    def _rejection(self, reasons: list[dict[str, Any]]) -> Outcome:
+        if not reasons:
+            return Outcome.NO_ANSWER
+        if any(str(r.get("busy", "")).lower() in ("true", "1") or r.get("already_on_call") for r in reasons):
+            return Outcome.BUSY
+        if all(r.get("reason") == "not answered" for r in reasons):
+            return Outcome.NO_ANSWER
+        return Outcome.DECLINED
+
+    async def _start_leg(self, agent: int) -> Leg:
+        """Start a media session for one agent, apply the phone's offer to it, and ring the agent."""
+        assert self.mapping is not None
+        session = RemoteSession(self.service.redis_url, timeout=self.service.media_timeout)
+        leg = Leg(agent=agent, session=session)
+        await self.service.start_media(session.session_id, prefer_opus=False)
+        try:
+            await session.wait_started(self.service.media_start_timeout)
+            peer = RemotePeer(session)
+            session.on_event = lambda name, data: self._on_media_event(leg, peer, name, data)
+            leg.phone_answer = (await session.request("set_rtp_remote", sdp=self.invite.offer))["sdp"]
+            user_info = {
+                "callerName": self.mapping.display_name,
+                "department": self.mapping.display_name,
+                "callerNumber": self.row.caller_number if self.row else "",
+            }
+            call = self.account.new_call(agent, CallType.AUDIO, user_info, peer=peer)
+            leg.call = call
+            call.on("ringing", lambda: self.events.put_nowait(("ringing", leg)))
+            call.on("accepted", lambda user_id: self.events.put_nowait(("accepted", leg)))
+            call.on("rejected", lambda user_id, info: self.events.put_nowait(("rejected", (leg, dict(info or {})))))
+            call.on("hung_up", lambda user_id, info: self.events.put_nowait(("app_hangup", (leg, dict(info or {})))))
+            call.on("closed", lambda reason: self.events.put_nowait(("closed", (leg, {"reason": reason}))))
+            call.on("ice_state", lambda state: self.events.put_nowait(("ice", (leg, state))))
+            self.legs.append(leg)
+            await call.start()
+        except MediaError as exc:
+            await session.close()
+            if "codec" in str(exc).lower():
+                raise ValueError(str(exc)) from exc
+            raise
+        return leg
+
+    def _on_media_event(self, leg: Leg, peer: RemotePeer, name: str, data: dict[str, Any]) -> None:
+        if name == "ice_state":
+            peer.ice_state(data.get("state", ""))
+        elif name == "dtmf" and leg is self.winner:
+            self.events.put_nowait(("phone_dtmf", data.get("digit", "")))
+        elif name == "worker_lost":
+            self.events.put_nowait(("worker_lost", leg))
+
+    async def _connect(self, leg: Leg) -> Outcome | None:
+        """Wait for the winner's WebRTC leg, then answer the phone."""
+        assert leg.call is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.service.ice_timeout
+        while leg.call.state.value != "connected":
+            try:
+                kind, data = await asyncio.wait_for(self.events.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await self._event("app.ice_timeout")
+                await self._hang_up_legs([leg], "ice timeout")
+                return Outcome.UNAVAILABLE
+            if kind == "sip" and self.invite.cancelled.is_set():
+                await self._event("sip.cancel")
+                await self._hang_up_legs([leg], "caller hung up")
+                return Outcome.CANCELLED
+            if kind in ("closed", "app_hangup", "worker_lost") and self._is(leg, data):
+                await self._close_leg(leg)
+                return Outcome.NO_ANSWER if kind != "worker_lost" else Outcome.UNAVAILABLE
+        assert leg.phone_answer is not None
+        self.dialog = self.invite.answer(leg.phone_answer)
+        self.dialog.on_reinvite = self._on_reinvite
+        self.dialog.on_state_change = lambda state: self.events.put_nowait(("dialog", state))
+        await self._event("sip.200", agent=leg.agent)
+        await sync_to_async(records.update)(
+            self.row,
+            agent_cc_user_id=leg.agent,
+            cc_session_id=leg.call.session_id,
+            agents_ringing=[],
+            app_state="connected",
+        )
+        return None
+
+    @staticmethod
+    def _is(leg: Leg, data: Any) -> bool:
+        return data is leg or (isinstance(data, tuple) and data and data[0] is leg)
+
+    async def _on_reinvite(self, request: Any) -> str:
+        """Asterisk's direct-media re-INVITE (or a hold): move the RTP, mirror the direction."""
+        assert self.winner is not None
+        offer = request.sdp
+        if not offer:
+            raise SipStatusError(488, "re-INVITE without SDP")
+        try:
+            answer = (await self.winner.session.request("set_rtp_remote", sdp=offer))["sdp"]
+        except MediaError as exc:
+            raise SipStatusError(488, str(exc)) from exc
+        self.events.put_nowait(("reinvite", offer))
+        return answer
+
+    # --- talking --------------------------------------------------------------------------
+
+    async def _talk(self) -> None:
+        leg = self.winner
+        assert leg is not None and leg.call is not None and self.dialog is not None
+        reason = "ended"
+        while True:
+            kind, data = await self.events.get()
+            if kind == "dialog" and self.dialog.terminated.is_set():
+                reason = "the phone hung up"
+                await self._event("sip.bye", by="phone")
+                await leg.call.hangup({"reason": "bye"})
+                break
+            if kind in ("app_hangup", "closed") and self._is(leg, data):
+                reason = "the agent hung up"
+                await self._event("app.hangup", agent=leg.agent)
+                await self.dialog.bye()
+                break
+            if kind == "worker_lost" and data is leg:
+                reason = "the media worker died"
+                await self._event("media.worker_lost")
+                await self.dialog.bye()
+                await leg.call.hangup({"reason": "media failure"})
+                break
+            if kind == "phone_dtmf":
+                await self._event("dtmf.phone", digit=data)
+                await self.account.send_system_message(
+                    leg.agent, {"type": "dtmf", "digit": data, "sessionID": leg.call.session_id}, "dtmf"
+                )
+            elif kind == "app_dtmf":
+                await self._event("dtmf.app", digit=data)
+                try:
+                    await leg.session.request("send_dtmf", digits=data)
+                except MediaError as exc:
+                    logger.warning("%r: DTMF to the phone failed: %s", self, exc)
+            elif kind == "reinvite":
+                await self._event("sip.reinvite")
+        stats = None
+        try:
+            stats = await leg.session.request("stats", timeout=3)
+        except MediaError:
+            pass
+        await sync_to_async(records.finish_answered)(self.row, reason=reason, stats=stats)
+        await self._event("call.end", reason=reason)
+
+    def app_dtmf(self, session_id: str, digit: str) -> None:
+        """A keypad press in the agent app (a system message to the department's account)."""
+        if self.winner and self.winner.call and self.winner.call.session_id == session_id:
+            self.events.put_nowait(("app_dtmf", digit))
+
+    # --- endings --------------------------------------------------------------------------
+
+    async def _fail(self, outcome: Outcome, detail: str = "") -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.invite.state.value == "proceeding":
+            self.invite.reject(outcome.status)
+        await self._event("sip.reject", status=outcome.status, reason=detail or outcome.text)
+        if self.row is not None:
+            await sync_to_async(records.finish_unanswered)(
+                self.row, sip_status=outcome.status, reason=detail or outcome.text, disposition=outcome.disposition
+            )
+
+    async def _hang_up_legs(self, legs: list[Leg], reason: str) -> None:
+        await asyncio.gather(*(self._hang_up_leg(leg, reason) for leg in legs), return_exceptions=True)
+
+    async def _hang_up_leg(self, leg: Leg, reason: str) -> None:
+        if leg.call is not None:
+            await leg.call.hangup({"reason": reason})
+        await self._close_leg(leg)
+
+    async def _close_leg(self, leg: Leg) -> None:
+        if not leg.done:
+            leg.done = True
+            await leg.session.close()
+
+    async def _release(self) -> None:
+        for leg in self.legs:
+            if leg.call is not None:
+                await leg.call.close("released")
+            await self._close_leg(leg)
+        if self.dialog is not None and not self.dialog.terminated.is_set():
+            await self.dialog.bye()
+        self.service.forget(self)
+
+    async def _event(self, kind: str, **payload: Any) -> None:
+        if self.row is not None:
+            await sync_to_async(records.event)(self.row, kind, **payload)

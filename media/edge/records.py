@@ -1,0 +1,145 @@
+"""What the edge writes down: the call's CDR row (shared with the AMI listener) and its events.
+
+Synchronous ORM code; the edge calls it through `sync_to_async`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from calls.board import publish_call
+from calls.models import Call, CallEvent, CallState, Direction, Disposition
+from calls.numbers import to_e164
+from mappings import sipuri
+from mappings.models import SipMapping
+from mappings.services import find_by_sip_uri
+
+# How long to wait for the AMI listener's row for the same call (found by Linkedid) before
+# the edge writes its own: the listener usually sees Newchannel before our INVITE arrives.
+LINKEDID_WAIT = 1.5
+
+
+def find_mapping(*candidates: str | None) -> SipMapping | None:
+    for value in candidates:
+        if value:
+            mapping = find_by_sip_uri(value)
+            if mapping is not None:
+                return mapping
+    return None
+
+
+def open_call(
+    mapping: SipMapping | None, *, sip_call_id: str, from_header: str, dialed: str, linkedid: str | None
+) -> Call:
+    """Return the CDR row of this call: the listener's (by Linkedid) or a new one."""
+    call = None
+    if linkedid:
+        deadline = time.monotonic() + LINKEDID_WAIT
+        while call is None:
+            call = Call.objects.filter(linkedid=linkedid).order_by("-pk").first()
+            if call is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            else:
+                break
+    if call is None:
+        call = Call(direction=Direction.INBOUND, started_at=timezone.now(), state=CallState.RINGING)
+    try:
+        caller = sipuri.parse(from_header).user
+    except sipuri.InvalidSipUri:
+        caller = ""
+    call.direction = Direction.INBOUND
+    call.sip_call_id = sip_call_id[:255]
+    if not call.caller_number:
+        call.caller_number = caller[:64]
+        call.caller_e164 = to_e164(caller, settings.PHONE_DEFAULT_REGION)
+    if mapping is not None:
+        call.mapping, call.department = mapping, mapping.department
+        call.dialed = mapping.sip_uri
+        call.agents_ringing = list(mapping.agents)
+        call.app_state = "ringing"
+    elif not call.dialed:
+        call.dialed = dialed[:255]
+    call.save()
+    publish_call(call, "update")
+    return call
+
+
+def event(call: Call, kind: str, **payload: Any) -> None:
+    CallEvent.record(kind, call=call, **payload)
+
+
+def update(call: Call, **fields: Any) -> None:
+    """Write the app-leg fields the edge owns, and tell the board."""
+    for name, value in fields.items():
+        setattr(call, name, value)
+    Call.objects.filter(pk=call.pk).update(**fields)
+    publish_call(call, "update")
+
+
+def finish_unanswered(call: Call, *, sip_status: int, reason: str, disposition: str) -> None:
+    """Close a call the edge never answered, unless the AMI listener tracks (and closes) it."""
+    fields: dict[str, Any] = {
+        "sip_status": sip_status,
+        "cc_reject_reason": reason[:100],
+        "app_state": "ended",
+        "agents_ringing": [],
+    }
+    if call.pbx_id is None:  # no listener for this call: the edge's row is the CDR
+        call.finish(disposition=disposition)
+        fields.update(
+            state=call.state,
+            ended_at=call.ended_at,
+            disposition=call.disposition,
+            duration_seconds=call.duration_seconds,
+            ring_seconds=call.ring_seconds,
+            talk_seconds=call.talk_seconds,
+            end_reason=reason[:200],
+        )
+    update(call, **fields)
+
+
+def finish_answered(call: Call, *, reason: str, stats: dict[str, Any] | None) -> None:
+    fields: dict[str, Any] = {"app_state": "ended"}
+    fields.update(stats_fields(stats or {}))
+    if call.pbx_id is None:
+        call.finish(disposition=Disposition.ANSWERED)
+        fields.update(
+            state=call.state,
+            ended_at=call.ended_at,
+            disposition=call.disposition,
+            duration_seconds=call.duration_seconds,
+            ring_seconds=call.ring_seconds,
+            talk_seconds=call.talk_seconds,
+            end_reason=reason[:200],
+        )
+    update(call, **fields)
+
+
+def _loss_percent(leg: dict[str, Any]) -> float | None:
+    received, lost = leg.get("packets_received") or 0, leg.get("packets_lost") or 0
+    return round(100.0 * lost / (received + lost), 2) if received + lost else None
+
+
+def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
+    """Map a media session's stats to the CDR's per-leg columns (plain RTP; DTLS-SRTP)."""
+    rtp, webrtc = stats.get("rtp") or {}, stats.get("webrtc") or {}
+    out: dict[str, Any] = {}
+    if rtp:
+        out.update(
+            sip_codec=(rtp.get("codec") or "")[:32],
+            sip_encrypted=False,
+            sip_packet_loss=_loss_percent(rtp),
+            sip_jitter_ms=rtp.get("jitter_ms"),
+        )
+    if webrtc:
+        out.update(
+            app_codec=(webrtc.get("codec") or "")[:32],
+            app_encrypted=True,
+            app_packet_loss=_loss_percent(webrtc),
+            app_jitter_ms=webrtc.get("jitter_ms"),
+        )
+    return {k: v for k, v in out.items() if v is not None}
