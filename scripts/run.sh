@@ -46,6 +46,9 @@ fi
 pids+=($!)
 .venv/bin/celery -A bridgeproject worker -Q default,media -c 2 --loglevel INFO > var/log/worker.log 2>&1 &
 pids+=($!)
+# The SIP edge: point an Asterisk trunk at udp:127.0.0.1:${EDGE_SIP_PORT:-5070} to send it calls.
+.venv/bin/python manage.py runedge > var/log/edge.log 2>&1 &
+pids+=($!)
 
 for _ in $(seq 100); do
     curl -fsS -o /dev/null "http://127.0.0.1:$PORT/admin/login/" 2>/dev/null && break
@@ -58,7 +61,10 @@ cat <<MSG
 ccbridge is running (embedded default: SQLite, embedded Redis, ConnectyCube sandbox).
   Admin:       http://127.0.0.1:$PORT/admin/
   Login:       admin / ccbridge-demo   (operator of Vendas: operador / ccbridge-demo)
-  Logs:        var/log/{web,worker,redis}.log
+  Agent app:   http://127.0.0.1:$PORT/agent/   (ana / ana-demo, bruno / bruno-demo)
+  Call board:  http://127.0.0.1:$PORT/calls/board/
+  SIP edge:    udp:127.0.0.1:${EDGE_SIP_PORT:-5070} (the ccbridge trunk; add a PBX in the admin for AMI)
+  Logs:        var/log/{web,worker,edge,redis}.log
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}"
