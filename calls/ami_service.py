@@ -9,6 +9,7 @@ recorded as a `CallEvent` with its actor, whatever the outcome.
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from .ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, ChannelGone
 
@@ -85,7 +87,12 @@ async def serve_actions(
     running: set[asyncio.Task[None]] = set()  # actions run concurrently; a slow Originate blocks none
     try:
         while not stop.is_set():
-            item = await r.blpop([key], timeout=1)
+            try:
+                item = await r.blpop([key], timeout=1)
+            except RedisError as exc:
+                logger.warning("AMI %s: Redis unavailable for action requests (%s)", pbx, exc)
+                await asyncio.sleep(1.0)
+                continue
             if item is None:
                 continue
             task = asyncio.create_task(_answer(r, client, context, item[1]))
@@ -118,6 +125,9 @@ async def _answer(r: aioredis.Redis, client: AmiClient, context: str, raw: bytes
         reply = {"ok": False, "error": f"timeout: {exc}"}
     except (AmiError, AmiActionError, KeyError, ValueError) as exc:
         reply = {"ok": False, "error": str(exc)}
+    except Exception as exc:  # the requester must get an answer, not a misleading timeout
+        logger.exception("AMI action %s failed", name)
+        reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
     await r.rpush(reply_key, json.dumps(reply))
     await r.expire(reply_key, REPLY_TTL)
 
@@ -130,24 +140,31 @@ class AmiService:
     """Ask the AMI listener of one PBX to act. Synchronous, for views and tasks."""
 
     pbx: str
-    timeout: float = 10.0
+    timeout: float | None = None  # default: settings.AMI_ACTION_TIMEOUT
     redis_url: str | None = None
 
     def _redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url or settings.REDIS_URL)
 
     def request(self, action: str, timeout: float | None = None, **args: Any) -> Any:
-        limit = timeout or self.timeout
+        limit = timeout or self.timeout or settings.AMI_ACTION_TIMEOUT
         request_id = uuid.uuid4().hex
         r = self._redis()
+        key = REQUESTS_KEY.format(pbx=self.pbx)
         try:
+            # No live listener status: fail now rather than after the whole timeout.
+            if not r.exists(STATUS_KEY.format(pbx=self.pbx)):
+                raise ListenerUnavailable(
+                    f"no AMI listener is active for PBX {self.pbx!r}; is runami running?"
+                )
             r.rpush(
-                REQUESTS_KEY.format(pbx=self.pbx),
+                key,
                 json.dumps(
                     {"id": request_id, "action": action, "args": args, "deadline": time.time() + limit}
                 ),
             )
-            item = r.blpop([REPLY_KEY.format(id=request_id)], timeout=max(1, round(limit)))
+            r.expire(key, REPLY_TTL)  # requests nobody served must not pile up
+            item = r.blpop([REPLY_KEY.format(id=request_id)], timeout=max(1, math.ceil(limit)))
         except redis.RedisError as exc:
             raise AmiActionError(f"Redis is unreachable: {exc}") from exc
         finally:

@@ -6,6 +6,7 @@ publishers live here.
 """
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +29,22 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def snapshot(call: Call) -> dict[str, Any]:
-    """The board's view of a call: both legs, JSON-ready."""
+def snapshot(call: Call, channels: list[str] | None = None) -> dict[str, Any]:
+    """The board's view of a call: both legs, JSON-ready.
+
+    `ts` orders snapshots of one call: a board that loaded a newer one from the database
+    ignores older ones still in flight on the channel layer.
+    """
+    if channels is None:
+        channels = list(
+            call.legs.filter(ended_at__isnull=True, kind="asterisk").order_by("created_at", "pk")
+            .values_list("channel", flat=True)
+        ) if call.pk and not call.ended_at else []
     return {
         "id": call.pk,
+        "ts": time.time(),
+        "pbx_id": call.pbx_id,
+        "channels": channels,
         "state": call.state,
         "direction": call.direction,
         "department_id": call.department_id,
@@ -53,15 +66,24 @@ def snapshot(call: Call) -> dict[str, Any]:
     }
 
 
+def call_messages(call: Call, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (group, message) pairs that tell the boards allowed to see a call about it."""
+    message = {"type": "call.update", "kind": kind, "call": snapshot(call)}
+    groups = [ALL_GROUP] + ([department_group(call.department_id)] if call.department_id else [])
+    return [(group, message) for group in groups]
+
+
 def publish_call(call: Call, kind: str) -> None:
-    """Send a call's snapshot to the boards that may see it. Never raises: the CDR comes first."""
+    """Send a call's snapshot to the boards that may see it. Never raises: the CDR comes first.
+
+    For occasional senders (the edge, views). The AMI listener publishes from its own loop
+    instead (see `calls.listener`): async_to_sync here opens a Redis connection per call.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "call.update", "kind": kind, "call": snapshot(call)}
-    groups = [ALL_GROUP] + ([department_group(call.department_id)] if call.department_id else [])
     try:
-        for group in groups:
+        for group, message in call_messages(call, kind):
             async_to_sync(layer.group_send)(group, message)
     except Exception:
         logger.warning("could not publish call %s to the board", call.pk, exc_info=True)

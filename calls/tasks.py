@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 from celery import shared_task
+from django.db import connection
 
 from .listener import PbxListener
 from .models import Pbx
@@ -18,7 +19,14 @@ def run_ami_listener(self: object, pbx_id: int, max_seconds: float | None = None
     The listener takes the PBX's Redis lock, so a second copy of this task waits as a standby
     and takes over when the first dies. Give such workers a concurrency slot per PBX.
     """
-    pbx = Pbx.objects.get(pk=pbx_id)
+    try:
+        pbx = Pbx.objects.filter(pk=pbx_id).first()
+    finally:
+        # The task may run for days: don't hold a connection it only needed for this lookup.
+        connection.close()
+    if pbx is None or not pbx.enabled:
+        logger.warning("AMI listener task: PBX %s is missing or disabled; not starting", pbx_id)
+        return
 
     async def main() -> None:
         stop = asyncio.Event()

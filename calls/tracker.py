@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from mappings.services import find_by_sip_uri
@@ -33,6 +33,8 @@ _BUSY_CAUSES = {17}
 _FAILED_CAUSES = {1, 3, 27, 34, 38, 41, 42, 44, 58, 88, 102, 111, 127}
 _NO_NUMBER = {"", "<unknown>", "unknown", "anonymous"}
 _FINISH_FIELDS = [
+    "answered_at",
+    "ringing_at",
     "ended_at",
     "state",
     "disposition",
@@ -49,6 +51,7 @@ class OpenCall:
     primary: str  # the Uniqueid of the first channel: the caller's
     legs: dict[str, int] = field(default_factory=dict)  # open channels: Uniqueid -> CallLeg pk
     dial_statuses: list[str] = field(default_factory=list)
+    dialing: int = 0  # Dials begun and not yet ended
 
 
 class CallTracker:
@@ -57,13 +60,22 @@ class CallTracker:
         self.publish = publish or (lambda call, kind: None)
         self.calls: dict[str, OpenCall] = {}  # Linkedid -> open call
         self.by_uniqueid: dict[str, str] = {}  # Uniqueid -> Linkedid
-        self.events_handled = 0
-        self.events_skipped = 0
+        self.events_seen = 0  # every event fed in, ours or not
+        self.events_handled = 0  # events that changed a call
+        self.events_skipped = 0  # malformed events, logged and dropped
+        # Between begin_resync() and resync(): channels that appeared or hung up while
+        # CoreShowChannels was in flight, so the snapshot can't undo what events already did.
+        self._appeared: set[str] | None = None
+        self._gone: set[str] | None = None
 
     # --- entry points ---
 
     def handle(self, event: Mapping[str, str]) -> None:
-        """Apply one event. A malformed one is logged and skipped; it never raises."""
+        """Apply one event. A malformed one is logged and skipped.
+
+        Raises only DatabaseError for an outage (not a bad event): the caller retries it.
+        """
+        self.events_seen += 1
         name = event.get("Event", "")
         handler = getattr(self, f"_on_{name.lower()}", None)
         if handler is None:
@@ -72,9 +84,28 @@ class CallTracker:
             with transaction.atomic():
                 handler(event, _event_time(event))
             self.events_handled += 1
+        except DatabaseError as exc:
+            # Rows rolled back but the index may hold half of the event: rebuild it from the
+            # database, then let the listener retry the event. An outage is not a bad event;
+            # an event the database refuses (IntegrityError, DataError) is.
+            if not isinstance(exc, (IntegrityError, DataError)):
+                self._reload_after_failure()
+                raise
+            self._skip(event)
         except Exception:  # a bad event must not stop the listener
-            self.events_skipped += 1
-            logger.exception("AMI %s: skipped event %s", self.pbx.name, _describe(event))
+            self._skip(event)
+
+    def _skip(self, event: Mapping[str, str]) -> None:
+        self.events_skipped += 1
+        logger.exception("AMI %s: skipped event %s", self.pbx.name, _describe(event))
+        self._reload_after_failure()
+
+    def _reload_after_failure(self) -> None:
+        try:
+            self.load()
+        except DatabaseError:
+            # The database is away; the listener's retry reloads once it is back.
+            logger.warning("AMI %s: could not reload open calls", self.pbx.name, exc_info=True)
 
     def load(self) -> None:
         """Rebuild the index from the open calls in the database."""
@@ -89,42 +120,61 @@ class CallTracker:
             statuses = [
                 e.payload.get("status", "") for e in call.events.filter(kind="dial.end").only("payload")
             ]
+            begun = call.events.filter(kind="dial.begin").count()
             oc = OpenCall(
                 call=call,
                 primary=first.uniqueid if first else call.uniqueid,
                 legs=legs,
                 dial_statuses=statuses,
+                dialing=max(0, begun - len(statuses)),
             )
             self.calls[call.linkedid] = oc
             for uid in legs:
                 self.by_uniqueid[uid] = call.linkedid
 
-    def resync(self, channels: list[Mapping[str, str]], *, lost_at: datetime | None = None) -> dict[str, int]:
+    def begin_resync(self) -> None:
+        """Mark the moment CoreShowChannels is sent; see `resync`."""
+        self._appeared, self._gone = set(), set()
+
+    def resync(
+        self,
+        channels: list[Mapping[str, str]],
+        *,
+        lost_at: datetime | None = None,
+        reason: str = DISCONNECTED_REASON,
+    ) -> dict[str, int]:
         """Reconcile with Asterisk's live channels (CoreShowChannels) after a (re)connect.
 
         Calls with no live channel ended while we could not see them: they are
-        closed with DISCONNECTED_REASON, at `lost_at` (when the link dropped), the
-        best bound we have without Asterisk's CDR. Live channels we don't know are
-        picked up as if their Newchannel had arrived.
+        closed with `reason`, at `lost_at` (when the link dropped), the best bound
+        we have without Asterisk's CDR. Live channels we don't know are picked up
+        as if their Newchannel had arrived.
+
+        Events that arrived after `begin_resync()` are newer than the snapshot: a
+        channel created since then is not closed for missing from it, and one that
+        hung up since then is not picked up again (it would never see a Hangup).
         """
         now = timezone.now()
+        appeared, gone = self._appeared or set(), self._gone or set()
+        self._appeared = self._gone = None
         self.load()
         live = {c.get("Uniqueid", ""): c for c in channels if c.get("Uniqueid")}
         closed = picked_up = 0
+        end = lost_at or now
         for oc in list(self.calls.values()):
             with transaction.atomic():
                 for uid, leg_pk in list(oc.legs.items()):
-                    if uid not in live:
-                        CallLeg.objects.filter(pk=leg_pk).update(ended_at=lost_at or now)
+                    if uid not in live and uid not in appeared:
+                        CallLeg.objects.filter(pk=leg_pk).update(ended_at=end, state="Down")
                         del oc.legs[uid]
                         self.by_uniqueid.pop(uid, None)
                 if not oc.legs:
-                    end = lost_at or now
-                    oc.call.end_reason = DISCONNECTED_REASON
+                    oc.call.end_reason = reason[:200]
                     self._finish(oc, end, extra={"lost_at": _iso(lost_at), "resynced_at": _iso(now)})
                     closed += 1
-        for uid, channel in live.items():
-            if uid in self.by_uniqueid:
+        # Callers first (their Uniqueid is the Linkedid): the call takes its number from them.
+        for uid, channel in sorted(live.items(), key=lambda item: item[1].get("Linkedid") != item[0]):
+            if uid in self.by_uniqueid or uid in gone:
                 continue
             try:
                 with transaction.atomic():
@@ -134,6 +184,7 @@ class CallTracker:
                 logger.exception(
                     "AMI %s: could not pick up live channel %s", self.pbx.name, _describe(channel)
                 )
+                self._reload_after_failure()
         logger.info(
             "AMI %s resync: %d live channels, %d calls closed, %d channels picked up",
             self.pbx.name,
@@ -147,6 +198,8 @@ class CallTracker:
 
     def _on_newchannel(self, e: Mapping[str, str], at: datetime) -> None:
         uid, linkedid = e["Uniqueid"], e.get("Linkedid") or e["Uniqueid"]
+        if self._appeared is not None:
+            self._appeared.add(uid)
         if uid in self.by_uniqueid:
             return  # replayed (resync raced the event)
         oc = self.calls.get(linkedid) or self._open_call(linkedid, e, at)
@@ -177,6 +230,10 @@ class CallTracker:
             CallLeg.objects.filter(pk=leg_pk, answered_at__isnull=True).update(answered_at=at)
             if e["Uniqueid"] != oc.primary and call.answered_at is None:
                 self._answer(oc, at, changed)
+            elif call.answered_at is None and call.state == CallState.RINGING and not oc.dialing:
+                # The dialplan answered the caller (IVR, Wait): up, though no one answered yet.
+                call.state = CallState.UP
+                changed.append("state")
         if changed:
             call.save(update_fields=changed)
             self.publish(call, "update")
@@ -186,9 +243,16 @@ class CallTracker:
         if oc is None:
             return
         call = oc.call
+        oc.dialing += 1
+        changed: list[str] = []
         if call.ringing_at is None:
             call.ringing_at = at
-            call.save(update_fields=["ringing_at"])
+            changed.append("ringing_at")
+        if call.answered_at is None and call.state == CallState.UP:
+            call.state = CallState.RINGING  # the dialplan answered, now a phone rings
+            changed.append("state")
+        if changed:
+            call.save(update_fields=changed)
         self._record(oc, "dial.begin", at, dest=e.get("DestChannel", ""), dialstring=e.get("DialString", ""))
         self.publish(call, "update")
 
@@ -198,6 +262,7 @@ class CallTracker:
             return
         status = e.get("DialStatus", "").upper()
         oc.dial_statuses.append(status)
+        oc.dialing = max(0, oc.dialing - 1)
         changed: list[str] = []
         if status == "ANSWER" and oc.call.answered_at is None:
             self._answer(oc, at, changed)
@@ -276,6 +341,8 @@ class CallTracker:
         self.publish(call, "update")
 
     def _on_hangup(self, e: Mapping[str, str], at: datetime) -> None:
+        if self._gone is not None:
+            self._gone.add(e.get("Uniqueid", ""))
         oc, leg_pk = self._leg(e)
         if oc is None:
             return
@@ -299,7 +366,9 @@ class CallTracker:
 
     # --- helpers ---
 
-    def _open_call(self, linkedid: str, e: Mapping[str, str], at: datetime) -> OpenCall:
+    def _open_call(
+        self, linkedid: str, e: Mapping[str, str], at: datetime, primary: str | None = None
+    ) -> OpenCall:
         number = _number(e.get("CallerIDNum"))
         exten = e.get("Exten", "")
         call, _ = Call.objects.get_or_create(
@@ -321,7 +390,7 @@ class CallTracker:
             if mapping is not None:
                 call.mapping, call.department = mapping, mapping.department
                 call.save(update_fields=["mapping", "department"])
-        oc = OpenCall(call=call, primary=e.get("Uniqueid", linkedid))
+        oc = OpenCall(call=call, primary=primary or e.get("Uniqueid", linkedid))
         self.calls[linkedid] = oc
         return oc
 
@@ -343,17 +412,24 @@ class CallTracker:
         """Adopt a live channel found by CoreShowChannels."""
         seconds = _duration(channel.get("Duration", ""))
         at = now - timedelta(seconds=seconds) if seconds is not None else now
-        linkedid = channel.get("Linkedid") or channel["Uniqueid"]
-        oc = self.calls.get(linkedid) or self._open_call(linkedid, channel, at)
+        uid = channel["Uniqueid"]
+        linkedid = channel.get("Linkedid") or uid
+        # The caller's channel is the one whose Uniqueid is the Linkedid, whichever comes first.
+        oc = self.calls.get(linkedid) or self._open_call(linkedid, channel, at, primary=linkedid)
         self._add_leg(oc, channel, at)
         call = oc.call
-        if channel.get("ChannelStateDesc") == "Up" and len(oc.legs) > 1 and call.answered_at is None:
+        if channel.get("ChannelStateDesc") == "Up":
+            # Up for at most `seconds`: now is the one answer time we can vouch for.
+            CallLeg.objects.filter(pk=oc.legs[uid]).update(answered_at=now)
             changed: list[str] = []
-            self._answer(oc, now, changed)
-            call.save(update_fields=changed)
-        self._record(
-            oc, "channel.picked_up", now, channel=channel.get("Channel", ""), uniqueid=channel["Uniqueid"]
-        )
+            if uid != oc.primary and call.answered_at is None:
+                self._answer(oc, now, changed)
+            elif call.answered_at is None and call.state == CallState.RINGING:
+                call.state = CallState.UP
+                changed.append("state")
+            if changed:
+                call.save(update_fields=changed)
+        self._record(oc, "channel.picked_up", now, channel=channel.get("Channel", ""), uniqueid=uid)
         self.publish(call, "update")
 
     def _answer(self, oc: OpenCall, at: datetime, changed: list[str]) -> None:
@@ -375,15 +451,31 @@ class CallTracker:
         self.publish(oc.call, "update")
 
     def _transfer(self, oc: OpenCall, at: datetime, step: dict) -> None:
+        # BlindTransfer and AttendedTransfer report a finished transfer: the call goes on
+        # with its new party. An attended transfer held the transferee while consulting,
+        # and no Unhold follows, so an answered call is up again.
         call = oc.call
         call.transfer_chain = [*call.transfer_chain, step]
-        call.state = CallState.TRANSFERRING
-        call.save(update_fields=["transfer_chain", "state"])
+        fields = ["transfer_chain"]
+        if call.answered_at is not None and call.state != CallState.UP:
+            call.state = CallState.UP
+            fields.append("state")
+        call.save(update_fields=fields)
         self._record(oc, f"transfer.{step['type']}", at, **{k: v for k, v in step.items() if k != "at"})
         self.publish(call, "update")
 
     def _finish(self, oc: OpenCall, at: datetime, extra: dict | None = None) -> None:
         call = oc.call
+        if call.answered_at is None and not oc.dial_statuses:
+            # No Dial ran, yet the caller's channel was answered: the PBX itself answered
+            # (an IVR, voicemail, a parking or Wait extension). Asterisk's CDR says ANSWERED too.
+            answered = (
+                CallLeg.objects.filter(call=call, uniqueid=oc.primary)
+                .values_list("answered_at", flat=True)
+                .first()
+            )
+            if answered is not None:
+                self._answer(oc, answered, [])
         call.finish(at=at, disposition=self._disposition(oc))
         # Only our fields: the edge writes the app leg's fields on the same row.
         call.save(update_fields=_FINISH_FIELDS)
@@ -417,8 +509,10 @@ class CallTracker:
         return Disposition.NO_ANSWER
 
     def _record(self, oc: OpenCall, kind: str, at: datetime, **payload: object) -> None:
-        CallEvent.objects.create(
-            call=oc.call, department_id=oc.call.department_id, kind=kind, at=at, payload=payload
+        # bulk_create skips CallEvent.save(), whose department lookup costs a query per
+        # event; the tracker already knows the call's department (None is an answer too).
+        CallEvent.objects.bulk_create(
+            [CallEvent(call=oc.call, department_id=oc.call.department_id, kind=kind, at=at, payload=payload)]
         )
 
     def _leg(self, e: Mapping[str, str]) -> tuple[OpenCall | None, int | None]:

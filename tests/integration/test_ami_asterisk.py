@@ -9,6 +9,8 @@ import pytest
 from panoramisk import Manager
 
 from calls.ami import AmiClient, AmiTimeout, ChannelGone, OriginateReason
+from media.sip.endpoint import SipEndpoint
+from tests.fixtures.lab import wait_trunk_available
 from tests.lab.asterisk import AsteriskLab
 from tests.lab.eventlog import EventLog
 from tests.lab.sipp import Sipp, SippProcess, free_tcp_port
@@ -252,9 +254,14 @@ async def test_it_never_logs_the_secret(
 
 
 async def test_it_sees_the_bridge_call_user_event_for_vendas(
-    ami: AmiClient, ami_events: EventLog, sipp: Sipp
+    ami: AmiClient, ami_events: EventLog, sipp: Sipp, asterisk_lab: AsteriskLab
 ) -> None:
-    # The dialplan announces bridge calls before ringing the desk phone and the trunk.
+    # The dialplan announces bridge calls before ringing the desk phone and the trunk. Asterisk
+    # dials the trunk only while its qualify finds something there: a bare SIP endpoint (it
+    # answers OPTIONS, refuses calls with 480) stands in for the edge.
+    trunk = SipEndpoint("127.0.0.1", asterisk_lab.ports.bridge)
+    await trunk.start()
+    assert await asyncio.to_thread(wait_trunk_available, asterisk_lab)
     desk = await _answer_as(sipp, "vendas", ring_ms=100)
     caller = sipp.call("1001", "vendas", hold_ms=500)
     event = await ami_events.wait_name("UserEvent", UserEvent="BridgeCall")
@@ -263,3 +270,4 @@ async def test_it_sees_the_bridge_call_user_event_for_vendas(
     await ami_events.wait_name("DialBegin", DestChannel="PJSIP/ccbridge-")
     await _finish(caller)
     await _finish(desk)
+    await trunk.close()

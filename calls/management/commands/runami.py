@@ -1,10 +1,11 @@
 import asyncio
 import logging
 import signal
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from calls.listener import run_listeners
+from calls.listener import LOCK_TTL, RECONCILE_INTERVAL, run_listeners
 from calls.models import Pbx
 
 logger = logging.getLogger("calls.runami")
@@ -17,10 +18,26 @@ class Command(BaseCommand):
         "are served here. A second instance waits as a standby. SIGTERM or Ctrl-C stops it."
     )
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--pbx", action="append", default=[], help="Only this PBX (by name); repeatable.")
+        parser.add_argument(
+            "--lock-ttl",
+            type=float,
+            default=LOCK_TTL,
+            help=f"Seconds a standby waits after the active instance died before taking over "
+            f"(default {LOCK_TTL:.0f}).",
+        )
+        parser.add_argument(
+            "--reconcile-interval",
+            type=float,
+            default=RECONCILE_INTERVAL,
+            help=f"Seconds between checks of the open calls against Asterisk's live channels "
+            f"(default {RECONCILE_INTERVAL:.0f}).",
+        )
 
-    def handle(self, *args: object, pbx: list[str], **options: object) -> None:
+    def handle(self, *args: Any, pbx: list[str], lock_ttl: float, reconcile_interval: float, **options: Any) -> None:
+        if lock_ttl < 1 or reconcile_interval < 1:
+            raise CommandError("--lock-ttl and --reconcile-interval must be at least 1 second")
         pbxes = list(Pbx.objects.filter(enabled=True))
         if pbx:
             pbxes = [p for p in pbxes if p.name in pbx]
@@ -30,12 +47,12 @@ class Command(BaseCommand):
         if not pbxes:
             raise CommandError("no enabled PBX is configured; add one in the admin (Calls › PBXes)")
         self.stdout.write(f"AMI listener for {', '.join(str(p) for p in pbxes)}")
-        asyncio.run(self._run(pbxes))
+        asyncio.run(self._run(pbxes, lock_ttl=lock_ttl, reconcile_interval=reconcile_interval))
 
-    async def _run(self, pbxes: list[Pbx]) -> None:
+    async def _run(self, pbxes: list[Pbx], **kwargs: Any) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_listeners(pbxes, stop)
+        await run_listeners(pbxes, stop, **kwargs)
         logger.info("AMI listener stopped")
