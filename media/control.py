@@ -43,6 +43,11 @@ HEARTBEAT_TTL_MS = 2000
 KEY_TTL = 3600  # lists left behind by a crash expire on their own
 
 
+def session_keys(session_id: str) -> tuple[str, str, str, str]:
+    """The command list, event list, worker heartbeat and edge heartbeat keys of a session."""
+    return tuple(key.format(sid=session_id) for key in (CMD_KEY, EVT_KEY, WORKER_HB_KEY, EDGE_HB_KEY))
+
+
 class MediaError(Exception):
     """The worker refused or failed a command, or did not answer in time."""
 
@@ -75,13 +80,7 @@ class RemoteSession:
         return f"<RemoteSession {self.session_id}>"
 
     def keys(self) -> tuple[str, str, str, str]:
-        sid = self.session_id
-        return (
-            CMD_KEY.format(sid=sid),
-            EVT_KEY.format(sid=sid),
-            WORKER_HB_KEY.format(sid=sid),
-            EDGE_HB_KEY.format(sid=sid),
-        )
+        return session_keys(self.session_id)
 
     async def wait_started(self, within: float) -> None:
         """Wait for the worker's first heartbeat; raise MediaError if none comes."""
@@ -235,13 +234,7 @@ class SessionServer:
     on_close: Callable[[str], Awaitable[None]]
 
     def keys(self) -> tuple[str, str, str, str]:
-        sid = self.session_id
-        return (
-            CMD_KEY.format(sid=sid),
-            EVT_KEY.format(sid=sid),
-            WORKER_HB_KEY.format(sid=sid),
-            EDGE_HB_KEY.format(sid=sid),
-        )
+        return session_keys(self.session_id)
 
     async def send_event(self, name: str, **data: Any) -> None:
         _, evt, _, _ = self.keys()
