@@ -41,7 +41,6 @@ _FINISH_FIELDS = [
     "duration_seconds",
     "ring_seconds",
     "talk_seconds",
-    "end_reason",
 ]
 
 
@@ -477,8 +476,9 @@ class CallTracker:
             if answered is not None:
                 self._answer(oc, answered, [])
         call.finish(at=at, disposition=self._disposition(oc))
-        # Only our fields: the edge writes the app leg's fields on the same row.
-        call.save(update_fields=_FINISH_FIELDS)
+        # Only our fields: the edge writes the app leg's fields (and its end reason) on the same
+        # row; ours goes in only when we have one (a call closed by a resync).
+        call.save(update_fields=_FINISH_FIELDS + (["end_reason"] if call.end_reason else []))
         self.calls.pop(call.linkedid, None)
         for uid in list(oc.legs):
             self.by_uniqueid.pop(uid, None)

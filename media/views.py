@@ -110,6 +110,8 @@ def agent_strings() -> dict[str, str]:
         "mute": _("Mute"),
         "unmute": _("Unmute"),
         "dtmfSent": _("Sent {digits}"),
+        "dtmfReceived": _("Received {digits}"),
+        "transferTo": _("Transfer to which extension?"),
     }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from media.connectycube.signalling import CallType
 from media.control import MediaError, RemotePeer, RemoteSession
 from media.sip.call import ServerInvite
 from media.sip.dialog import Dialog
-from media.sip.errors import SipStatusError
+from media.sip.errors import InvalidStateError, SipStatusError
 
 from . import records
 
@@ -174,9 +175,7 @@ class InboundCall:
                 await self._hang_up_legs(legs, "not answered")
                 return Outcome.NO_ANSWER
             if kind == "sip" and self.invite.cancelled.is_set():
-                await self._event("sip.cancel")
-                await self._hang_up_legs(legs, "caller hung up")
-                return Outcome.CANCELLED
+                return await self._cancelled(legs)
             if kind == "ringing" and not self._rang:
                 self._rang = True
                 self.invite.send_provisional(180)
@@ -195,6 +194,14 @@ class InboundCall:
                 await self._close_leg(leg)
                 if not ringing:
                     return self._rejection(reasons) if len(legs) == len(agents) else Outcome.NO_ANSWER
+
+    async def _cancelled(self, legs: list[Leg]) -> Outcome:
+        """Asterisk cancelled the INVITE: the caller hung up, or another phone answered."""
+        header = self.service.endpoint.cancel_reasons.pop(self.request.call_id, "")
+        elsewhere = "cause=200" in header.replace(" ", "") or "elsewhere" in header.lower()
+        await self._event("sip.cancel", reason=header)
+        await self._hang_up_legs(legs, "answered elsewhere" if elsewhere else "caller hung up")
+        return Outcome.ANSWERED_ELSEWHERE if elsewhere else Outcome.CANCELLED
 
     def _rejection(self, reasons: list[dict[str, Any]]) -> Outcome:
         if not reasons:
@@ -259,9 +266,7 @@ class InboundCall:
                 await self._hang_up_legs([leg], "ice timeout")
                 return Outcome.UNAVAILABLE
             if kind == "sip" and self.invite.cancelled.is_set():
-                await self._event("sip.cancel")
-                await self._hang_up_legs([leg], "caller hung up")
-                return Outcome.CANCELLED
+                return await self._cancelled([leg])
             if kind in ("closed", "app_hangup", "worker_lost") and self._is(leg, data):
                 await self._close_leg(leg)
                 return Outcome.NO_ANSWER if kind != "worker_lost" else Outcome.UNAVAILABLE
@@ -332,7 +337,11 @@ class InboundCall:
                 except MediaError as exc:
                     logger.warning("%r: DTMF to the phone failed: %s", self, exc)
             elif kind == "reinvite":
-                await self._event("sip.reinvite")
+                await self._event("sip.reinvite", direction=sdp_direction(data))
+            elif kind == "app_hold":
+                await self._hold(data)
+            elif kind == "app_transfer":
+                await self._transfer(data)
         stats = None
         try:
             stats = await leg.session.request("stats", timeout=3)
@@ -340,6 +349,44 @@ class InboundCall:
             pass
         await sync_to_async(records.finish_answered)(self.row, reason=reason, stats=stats)
         await self._event("call.end", reason=reason)
+
+    async def _hold(self, on: bool) -> None:
+        """Hold (we only send: Asterisk plays music on hold to the phone) or resume the phone."""
+        assert self.dialog is not None and self.winner is not None
+        direction = "sendonly" if on else "sendrecv"
+        if not self.dialog.local_sdp:
+            return
+        offer = with_direction(self.dialog.local_sdp, direction)
+        try:
+            answer = await self.dialog.reinvite(offer)
+            await self.winner.session.request("set_hold", direction=direction)
+        except (SipStatusError, InvalidStateError, MediaError) as exc:
+            logger.warning("%r: %s failed: %s", self, "hold" if on else "resume", exc)
+            await self._event("sip.hold_failed", direction=direction, error=str(exc))
+            return
+        await self._event(
+            "sip.hold" if on else "sip.unhold", direction=direction, answer=sdp_direction(answer or "")
+        )
+
+    async def _transfer(self, exten: str) -> None:
+        """Blind-transfer the caller to an extension: Asterisk moves them, then hangs up our leg."""
+        try:
+            # Its own thread: the AMI round trip must not hold up the other calls' ORM writes.
+            how = await sync_to_async(records.transfer, thread_sensitive=False)(self.row, exten)
+        except Exception as exc:  # the AMI listener is down, the channel is gone, ...
+            logger.warning("%r: transfer to %s failed: %s", self, exten, exc)
+            await self._event("app.transfer_failed", exten=exten, error=str(exc))
+            return
+        await self._event("app.transfer", exten=exten, via=how)
+
+    def app_control(self, session_id: str, kind: str, fields: dict[str, str]) -> None:
+        """Hold, resume or transfer from the agent app (system messages to the department)."""
+        if not (self.winner and self.winner.call and self.winner.call.session_id == session_id):
+            return
+        if kind in ("hold", "unhold"):
+            self.events.put_nowait(("app_hold", kind == "hold"))
+        elif kind == "transfer" and re.fullmatch(r"[0-9*#+]{1,32}", fields.get("exten", "")):
+            self.events.put_nowait(("app_transfer", fields["exten"]))
 
     def app_dtmf(self, session_id: str, digit: str) -> None:
         """A keypad press in the agent app (a system message to the department's account)."""
@@ -359,6 +406,7 @@ class InboundCall:
             await sync_to_async(records.finish_unanswered)(
                 self.row, sip_status=outcome.status, reason=detail or outcome.text, disposition=outcome.disposition
             )
+
 
     async def _hang_up_legs(self, legs: list[Leg], reason: str) -> None:
         await asyncio.gather(*(self._hang_up_leg(leg, reason) for leg in legs), return_exceptions=True)
@@ -380,8 +428,36 @@ class InboundCall:
             await self._close_leg(leg)
         if self.dialog is not None and not self.dialog.terminated.is_set():
             await self.dialog.bye()
+        self.service.endpoint.cancel_reasons.pop(self.request.call_id, None)
         self.service.forget(self)
 
     async def _event(self, kind: str, **payload: Any) -> None:
         if self.row is not None:
             await sync_to_async(records.event)(self.row, kind, **payload)
+
+
+DIRECTION_LINE = re.compile(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", re.M)
+
+
+def sdp_direction(sdp: str) -> str:
+    """The (first) direction attribute of an SDP; sendrecv when none."""
+    match = DIRECTION_LINE.search(sdp or "")
+    return match.group(1) if match else "sendrecv"
+
+
+def with_direction(sdp: str, direction: str) -> str:
+    """Our SDP again with another direction and the next o= version (RFC 3264 §8)."""
+    lines = sdp.replace("\r\n", "\n").rstrip("\n").split("\n")
+    out, placed = [], False
+    for line in lines:
+        if line.startswith("o="):
+            parts = line.split(" ")
+            if len(parts) >= 3 and parts[2].isdigit():
+                parts[2] = str(int(parts[2]) + 1)
+            line = " ".join(parts)
+        elif DIRECTION_LINE.match(line):
+            line, placed = f"a={direction}", True
+        out.append(line)
+    if not placed:
+        out.append(f"a={direction}")
+    return "\r\n".join(out) + "\r\n"

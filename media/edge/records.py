@@ -87,36 +87,54 @@ def finish_unanswered(call: Call, *, sip_status: int, reason: str, disposition: 
         "cc_reject_reason": reason[:100],
         "app_state": "ended",
         "agents_ringing": [],
+        "end_reason": reason[:200],  # the edge knows why better than the channel's cause
     }
-    if call.pbx_id is None:  # no listener for this call: the edge's row is the CDR
-        call.finish(disposition=disposition)
-        fields.update(
-            state=call.state,
-            ended_at=call.ended_at,
-            disposition=call.disposition,
-            duration_seconds=call.duration_seconds,
-            ring_seconds=call.ring_seconds,
-            talk_seconds=call.talk_seconds,
-            end_reason=reason[:200],
-        )
-    update(call, **fields)
+    update(call, **fields, **_close_without_listener(call, disposition))
 
 
 def finish_answered(call: Call, *, reason: str, stats: dict[str, Any] | None) -> None:
-    fields: dict[str, Any] = {"app_state": "ended"}
+    fields: dict[str, Any] = {"app_state": "ended", "end_reason": reason[:200]}
     fields.update(stats_fields(stats or {}))
-    if call.pbx_id is None:
-        call.finish(disposition=Disposition.ANSWERED)
-        fields.update(
-            state=call.state,
-            ended_at=call.ended_at,
-            disposition=call.disposition,
-            duration_seconds=call.duration_seconds,
-            ring_seconds=call.ring_seconds,
-            talk_seconds=call.talk_seconds,
-            end_reason=reason[:200],
-        )
-    update(call, **fields)
+    update(call, **fields, **_close_without_listener(call, Disposition.ANSWERED))
+
+
+def _close_without_listener(call: Call, disposition: str) -> dict[str, Any]:
+    """The closing fields, when no AMI listener tracks this call (the edge's row is the CDR)."""
+    if call.pbx_id is not None:
+        return {}  # the listener closes it at the last Hangup, with Asterisk's times
+    call.finish(disposition=disposition)
+    return {
+        "state": call.state,
+        "ended_at": call.ended_at,
+        "disposition": call.disposition,
+        "duration_seconds": call.duration_seconds,
+        "ring_seconds": call.ring_seconds,
+        "talk_seconds": call.talk_seconds,
+    }
+
+
+def transfer(call: Call | None, exten: str) -> str:
+    """Blind-transfer the caller to `exten` through the AMI listener; return how (the action).
+
+    The trunk leg (our channel on Asterisk) is the one transferred: BlindTransfer moves the
+    party bridged with it, the caller."""
+    from django.db import connection
+
+    from calls.ami_service import AmiService, transfer_call
+
+    try:
+        if call is None:
+            raise ValueError("no CDR row for this call")
+        call.refresh_from_db()
+        if call.pbx is None:
+            raise ValueError("the AMI listener does not track this call")
+        leg = call.legs.filter(channel__startswith="PJSIP/ccbridge-", ended_at__isnull=True).last()
+        if leg is None:
+            raise ValueError("no live trunk channel for this call")
+        result = transfer_call(AmiService(call.pbx.name), leg.channel, exten, actor=None, call=call)
+        return str((result or {}).get("via", ""))
+    finally:
+        connection.close()  # run in a throwaway thread: don't leave its connection open
 
 
 def _loss_percent(leg: dict[str, Any]) -> float | None:

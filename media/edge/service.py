@@ -15,6 +15,7 @@ from media.connectycube.call import CallConfig
 from media.connectycube.client import ConnectyCubeAccount
 from media.sip.call import ServerInvite
 from media.sip.endpoint import SipEndpoint
+from media.sip.message import SipRequest
 
 from .inbound import InboundCall
 
@@ -32,6 +33,20 @@ class EdgeConfig:
     ice_timeout: float = 20.0  # accept -> WebRTC connected
 
 
+class EdgeEndpoint(SipEndpoint):
+    """The SIP endpoint, keeping each CANCEL's Reason header for the call it cancels."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cancel_reasons: dict[str, str] = {}  # Call-ID -> Reason header of its CANCEL
+
+    def _handle_cancel(self, request: SipRequest, tx: Any) -> None:
+        # Asterisk says why it cancels (RFC 3326): `SIP;cause=200;text="Call completed
+        # elsewhere"` when another phone of the Dial answered.
+        self.cancel_reasons[request.call_id] = request.headers.get("Reason") or ""
+        super()._handle_cancel(request, tx)
+
+
 class EdgeService:
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
@@ -39,7 +54,7 @@ class EdgeService:
         self.media_start_timeout = config.media_start_timeout
         self.media_timeout = config.media_timeout
         self.ice_timeout = config.ice_timeout
-        self.endpoint = SipEndpoint(config.sip_host, config.sip_port, public_host=config.public_host)
+        self.endpoint = EdgeEndpoint(config.sip_host, config.sip_port, public_host=config.public_host)
         self.accounts: dict[int, ConnectyCubeAccount] = {}  # mapping pk -> account
         self._account_locks: dict[int, asyncio.Lock] = {}
         self.calls: set[InboundCall] = set()
@@ -101,9 +116,12 @@ class EdgeService:
             return account
 
     def _on_system_message(self, from_user: int, fields: dict[str, str]) -> None:
-        if fields.get("type") == "dtmf" and fields.get("digit"):
-            for call in self.calls:
-                call.app_dtmf(fields.get("sessionID", ""), fields["digit"][:1])
+        kind, session_id = fields.get("type"), fields.get("sessionID", "")
+        for call in list(self.calls):
+            if kind == "dtmf" and fields.get("digit"):
+                call.app_dtmf(session_id, fields["digit"][:1])
+            elif kind in ("hold", "unhold", "transfer"):
+                call.app_control(session_id, kind, fields)
 
 
 def _credentials(mapping: SipMapping) -> tuple[Any, str]:

@@ -6,14 +6,16 @@
  *
  * Test and integration hooks, on window.agentApp:
  *   state                  phase (offline|idle|ringing|dialing|connecting|connected|ended),
- *                          reason, error, userId, peerId, peerName, sessionId, muted, dtmf
+ *                          reason, error, userId, peerId, peerName, sessionId, muted, dtmf,
+ *                          dtmfReceived (digits the peer sent: the bridge relays the phone's)
  *   history                every phase change, for tests
  *   login(l, p), logout(), call(userId), accept(), reject(), hangup(), toggleMute(), pressKey(d)
  *   dominantFrequency()    the loudest frequency (Hz) of the remote audio, or null when silent
  *   dtmfHandler            async (digit, {session, peerId}) => void. The default sends the digit
  *                          to the peer as a system message {type: "dtmf", digit, sessionID};
  *                          the inbound-call work replaces it when the bridge plays real DTMF.
- * Hold and transfer are present but disabled: the bridge will wire them.
+ *   hold(), transfer(exten) system messages {type: "hold"|"unhold"|"transfer", sessionID, exten}
+ *                          to the peer: the bridge puts the phone on hold or transfers it.
  */
 (function () {
   "use strict";
@@ -72,6 +74,8 @@
     direction: null,
     muted: false,
     dtmf: "",
+    dtmfReceived: "",
+    held: false,
     connectedAt: null,
   };
   const history = [];
@@ -162,7 +166,15 @@
     $("mute-button").textContent = state.muted ? t("unmute") : t("mute");
     $("mute-button").setAttribute("aria-pressed", String(state.muted));
     $("incall-tools").hidden = !inCall;
-    $("dtmf-echo").textContent = state.dtmf ? t("dtmfSent", { digits: state.dtmf }) : "";
+    $("hold-button").disabled = state.phase !== "connected";
+    $("transfer-button").disabled = state.phase !== "connected";
+    $("hold-button").setAttribute("aria-pressed", String(state.held));
+    $("dtmf-echo").textContent = [
+      state.dtmf ? t("dtmfSent", { digits: state.dtmf }) : "",
+      state.dtmfReceived
+        ? t("dtmfReceived", { digits: state.dtmfReceived })
+        : "",
+    ].filter(Boolean).join(" · ");
     // One call at a time: the dialler makes way while a call is on.
     $("dial-form").hidden = Boolean(session);
   }
@@ -314,7 +326,7 @@
     session = s;
     setPhase("dialing", {
       peerId: userId, peerName: peerNameOf(userId), sessionId: s.ID, direction: "outgoing",
-      reason: null, error: null, dtmf: "", connectedAt: null,
+      reason: null, error: null, dtmf: "", dtmfReceived: "", held: false, connectedAt: null,
     });
     if (!state.peerName) lookUpName(userId);
     try {
@@ -389,7 +401,32 @@
     dominantFrequency,
     pressKey,
     dtmfHandler: sendDtmfAsSystemMessage,
+    hold,
+    transfer,
   };
+
+  /** Tell the peer (the bridge) to act on this call: hold, unhold, transfer. */
+  function sendControl(type, extra) {
+    if (!session || state.phase !== "connected") return false;
+    sdk.chat.sendSystemMessage(state.peerId, {
+      body: type,
+      extension: Object.assign({ type, sessionID: session.ID }, extra || {}),
+    });
+    return true;
+  }
+
+  function hold() {
+    if (sendControl(state.held ? "unhold" : "hold")) {
+      state.held = !state.held;
+      render();
+    }
+  }
+
+  function transfer(exten) {
+    exten = String(exten || "").trim();
+    if (!/^[0-9*#+]{1,32}$/.test(exten)) return false;
+    return sendControl("transfer", { exten });
+  }
 
   async function sendDtmfAsSystemMessage(digit, context) {
     sdk.chat.sendSystemMessage(context.peerId, {
@@ -422,7 +459,7 @@
       showError("call-error", "");
       setPhase("ringing", {
         peerId: s.initiatorID, peerName: peerNameOf(s.initiatorID, userInfo), sessionId: s.ID,
-        direction: "incoming", reason: null, error: null, dtmf: "", connectedAt: null,
+        direction: "incoming", reason: null, error: null, dtmf: "", dtmfReceived: "", held: false, connectedAt: null,
       });
       if (!state.peerName) lookUpName(s.initiatorID);
     };
@@ -469,6 +506,14 @@
       }, 0);
     };
   }
+  // The bridge relays the phone's DTMF as a system message {type: "dtmf", digit, sessionID}.
+  sdk.chat.onSystemMessageListener = (message) => {
+    const ext = (message && message.extension) || {};
+    if (ext.type !== "dtmf" || !session || ext.sessionID !== session.ID) return;
+    if (!/^[0-9*#A-D]$/.test(ext.digit || "")) return;
+    state.dtmfReceived = (state.dtmfReceived + ext.digit).slice(-24);
+    render();
+  };
   sdk.chat.onDisconnectedListener = () => {
     if (state.phase !== "offline") console.warn("agent: chat disconnected; the SDK reconnects");
   };
@@ -485,6 +530,12 @@
   $("reject-button").addEventListener("click", () => reject());
   $("hangup-button").addEventListener("click", () => hangup());
   $("mute-button").addEventListener("click", () => toggleMute());
+  $("hold-button").addEventListener("click", () => hold());
+  $("transfer-button").addEventListener("click", () => {
+    // The number typed in the dial field, else ask.
+    const exten = $("dial-user").value.trim() || window.prompt(strings.transferTo) || "";
+    transfer(exten);
+  });
   for (const key of document.querySelectorAll(".key")) {
     key.addEventListener("click", () => pressKey(key.dataset.digit));
   }

@@ -10,161 +10,23 @@ to show that media flows phone <-> worker, without Asterisk, after the direct-me
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from media.rtp import g711
-from tests.fixtures.liveserver import ROOT
-from tests.fixtures.prereq import require
+from tests.integration.bridge_stack import (
+    AGENT_TONE,
+    ANA,
+    PHONE_TONE,
+    WORKER_PORTS,
+    Capture,
+    cdr,
+    dominant,
+    logs,
+)
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
-
-ANA = ("ana", "ana-demo", 2002)
-AGENT_TONE = 600.0  # the browser's fake microphone
-PHONE_TONE = 1000.0  # SIPp's rtp_stream WAV
-WORKER_PORTS = (43000, 43999)
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    out = log.open("wb")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log_path = log
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def bridge(web_role, asterisk_lab, tmp_path):
-    """runedge on the lab's trunk port, a media worker and runami, on the web role's DB and Redis."""
-    web_role.manage(
-        "shell",
-        "-c",
-        (
-            "from calls.models import Pbx; "
-            f"Pbx.objects.update_or_create(name='lab', defaults=dict(host='127.0.0.1', port={asterisk_lab.ports.ami}, "
-            f"username='{asterisk_lab.ami_username}', secret='{asterisk_lab.ami_secret}', context='from-phones'))"
-        ),
-    )
-    env = {
-        **web_role.env,
-        "MEDIA_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "MEDIA_RTP_PORTS": f"{WORKER_PORTS[0]}-{WORKER_PORTS[1]}",
-    }
-    procs = {
-        "worker": spawn(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bridgeproject",
-                "worker",
-                "-Q",
-                "media",
-                "-c",
-                "1",
-                "-n",
-                "media-e2e@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env,
-            tmp_path / "worker.log",
-        ),
-        "edge": spawn(
-            [sys.executable, "manage.py", "runedge", "--port", str(asterisk_lab.ports.bridge)],
-            env,
-            tmp_path / "edge.log",
-        ),
-        "ami": spawn([sys.executable, "manage.py", "runami"], env, tmp_path / "ami.log"),
-    }
-    # Asterisk dials the trunk only while its qualify says the edge is reachable: ask once the
-    # edge listens (one qualify at a time: overlapping ones make the status flap).
-    deadline = time.monotonic() + 20
-    while not trunk_available(asterisk_lab):
-        if time.monotonic() > deadline:
-            pytest.fail("Asterisk never saw the edge as reachable:\n" + logs(procs))
-        asterisk_lab.rx("pjsip qualify ccbridge")
-        time.sleep(2.0)
-    yield procs
-    for proc in procs.values():
-        stop(proc)
-
-
-def trunk_available(lab) -> bool:
-    return bool(re.search(r"ccbridge/\S+\s+\S+\s+Avail\b", lab.rx("pjsip show contacts")))
-
-
-def logs(bridge) -> str:
-    return "\n".join(f"--- {name}\n{p.log_path.read_text(errors='replace')[-2500:]}" for name, p in bridge.items())
-
-
-class Capture:
-    """tshark on loopback: the RTP in and out of the media worker's port range."""
-
-    def __init__(self, path: Path) -> None:
-        require(shutil.which("tshark") is not None, "tshark (Debian package tshark)")
-        self.path = path
-        low, high = WORKER_PORTS
-        self.proc = subprocess.Popen(
-            ["tshark", "-q", "-i", "lo", "-f", f"udp portrange {low}-{high}", "-w", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def packets(self) -> list[tuple[int, int, bytes]]:
-        """(source port, destination port, RTP payload) of each packet, in order."""
-        stop(self.proc)
-        out = subprocess.run(
-            [
-                "tshark",
-                "-r",
-                str(self.path),
-                "-T",
-                "fields",
-                "-e",
-                "udp.srcport",
-                "-e",
-                "udp.dstport",
-                "-e",
-                "data.data",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-        result = []
-        for line in out.splitlines():
-            src, dst, hexdata = ([*line.split("\t"), "", ""])[:3]
-            data = bytes.fromhex(hexdata.replace(":", ""))
-            if len(data) > 12 and data[0] >> 6 == 2 and (data[1] & 0x7F) < 64:  # RTP, not RTCP
-                csrc = data[0] & 0x0F
-                result.append((int(src), int(dst), data[12 + 4 * csrc :]))
-        return result
-
-
-def dominant(samples: np.ndarray, rate: int = 8000) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * rate / len(samples))
 
 
 async def test_a_phone_talks_to_an_agent_through_asterisk_and_the_bridge(
@@ -214,20 +76,9 @@ async def test_a_phone_talks_to_an_agent_through_asterisk_and_the_bridge(
 
     # One CDR row with both legs.
     await asyncio.sleep(1.5)
-    out = web_role.manage(
-        "shell",
-        "-c",
-        (
-            "import json; from calls.models import Call; c = Call.objects.get(dialed='sip:vendas@empresa.com'); "
-            "print(json.dumps(dict(linkedid=c.linkedid, sip=c.sip_call_id, cc=c.cc_session_id,"
-            " agent=c.agent_cc_user_id,"
-            " disp=c.disposition, app_codec=c.app_codec, sip_codec=c.sip_codec, state=c.state, enc=c.app_encrypted,"
-            " events=[e.kind for e in c.events.all()])))"
-        ),
-    )
-    cdr = json.loads(out.strip().splitlines()[-1])
-    assert cdr["linkedid"] and cdr["sip"] and cdr["cc"], cdr
-    assert (cdr["agent"], cdr["disp"], cdr["state"]) == (ANA[2], "answered", "ended"), cdr
-    assert cdr["app_codec"] == "PCMU" and cdr["sip_codec"] == "PCMU" and cdr["enc"] is True, cdr
+    row = cdr(web_role)
+    assert row["linkedid"] and row["sip"] and row["cc"], row
+    assert (row["agent"], row["disp"], row["state"]) == (ANA[2], "answered", "ended"), row
+    assert row["app_codec"] == "PCMU" and row["sip_codec"] == "PCMU" and row["enc"] is True, row
     for kind in ("sip.invite", "sip.180", "app.accepted", "sip.200", "app.hangup", "call.end"):
-        assert kind in cdr["events"], cdr["events"]
+        assert kind in row["events"], row["events"]
