@@ -61,6 +61,7 @@ class SipMappingAdmin(DepartmentScopedAdmin):
         (None, {"fields": ["sip_uri", "department", "display_name", "enabled"]}),
         (_("ConnectyCube account"), {"fields": ["app", "cc_login", "cc_password", "cc_user_id"]}),
         (pgettext_lazy("mapping fieldset", "Ringing"), {"fields": ["agents", "ring_strategy", "ring_timeout"]}),
+        (pgettext_lazy("mapping fieldset", "Media"), {"fields": ["prefer_opus"]}),
     ]
 
     @admin.display(description=_("agents"))

@@ -159,6 +159,11 @@ class SipMapping(models.Model):
         validators=[MinValueValidator(5), MaxValueValidator(300)],
         help_text=_("With the sequential strategy, this is per agent."),
     )
+    prefer_opus = models.BooleanField(
+        _("prefer Opus"),
+        default=False,
+        help_text=_("Transcode the phone's G.711 to Opus toward the app, even when the app could take G.711."),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -217,7 +217,7 @@ class InboundCall:
         assert self.mapping is not None
         session = RemoteSession(self.service.redis_url, timeout=self.service.media_timeout)
         leg = Leg(agent=agent, session=session)
-        await self.service.start_media(session.session_id, prefer_opus=False)
+        await self.service.start_media(session.session_id, prefer_opus=self.mapping.prefer_opus)
         try:
             await session.wait_started(self.service.media_start_timeout)
             peer = RemotePeer(session)
