@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How long to wait for the AMI listener's row of the same call (found by Linkedid) before the
+# edge writes its own; no listener (a PBX without runami) means a row of the edge's own.
+LINKEDID_WAIT = 1.5
+
 
 class Outcome(enum.Enum):
     """How a call ended, and what that means in SIP and in the CDR."""
@@ -103,12 +107,13 @@ class InboundCall:
         request = self.request
         self.invite.on_state_change = lambda state: self.events.put_nowait(("sip", state))
         self.mapping = await sync_to_async(records.find_mapping)(str(request.uri), request.headers.get("To"))
+        existing = await self._listener_row(request.headers.get("X-CCBridge-Linkedid"))
         self.row = await sync_to_async(records.open_call)(
             self.mapping,
+            existing,
             sip_call_id=request.call_id,
             from_header=request.headers.get("From") or "",
             dialed=str(request.uri),
-            linkedid=request.headers.get("X-CCBridge-Linkedid"),
         )
         await self._event("sip.invite", uri=str(request.uri), call_id=request.call_id)
         if self.mapping is None:
@@ -128,6 +133,19 @@ class InboundCall:
         if outcome is not None:
             return await self._fail(outcome)
         await self._talk()
+
+    @staticmethod
+    async def _listener_row(linkedid: str | None) -> Call | None:
+        """The AMI listener's row for this call, waiting a little: it usually writes it (at
+        Newchannel) before our INVITE arrives. Waits here, not in the ORM thread all calls share."""
+        if not linkedid:
+            return None
+        for _ in range(round(LINKEDID_WAIT / 0.05)):
+            row = await sync_to_async(records.listener_row)(linkedid)
+            if row is not None:
+                return row
+            await asyncio.sleep(0.05)
+        return None
 
     # --- ringing --------------------------------------------------------------------------
 

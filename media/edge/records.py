@@ -5,7 +5,6 @@ Synchronous ORM code; the edge calls it through `sync_to_async`.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.conf import settings
@@ -18,10 +17,6 @@ from mappings import sipuri
 from mappings.models import SipMapping
 from mappings.services import find_by_sip_uri
 
-# How long to wait for the AMI listener's row for the same call (found by Linkedid) before
-# the edge writes its own: the listener usually sees Newchannel before our INVITE arrives.
-LINKEDID_WAIT = 1.5
-
 
 def find_mapping(*candidates: str | None) -> SipMapping | None:
     for value in candidates:
@@ -32,38 +27,38 @@ def find_mapping(*candidates: str | None) -> SipMapping | None:
     return None
 
 
+def listener_row(linkedid: str) -> Call | None:
+    """The AMI listener's CDR row for this Linkedid, if it has written one yet."""
+    return Call.objects.filter(linkedid=linkedid).order_by("-pk").first()
+
+
 def open_call(
-    mapping: SipMapping | None, *, sip_call_id: str, from_header: str, dialed: str, linkedid: str | None
+    mapping: SipMapping | None, existing: Call | None, *, sip_call_id: str, from_header: str, dialed: str
 ) -> Call:
-    """Return the CDR row of this call: the listener's (by Linkedid) or a new one."""
-    call = None
-    if linkedid:
-        deadline = time.monotonic() + LINKEDID_WAIT
-        while call is None:
-            call = Call.objects.filter(linkedid=linkedid).order_by("-pk").first()
-            if call is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            else:
-                break
-    if call is None:
-        call = Call(direction=Direction.INBOUND, started_at=timezone.now(), state=CallState.RINGING)
+    """Write the edge's fields on the call's CDR row: the listener's (`existing`) or a new one."""
+    call = existing or Call(direction=Direction.INBOUND, started_at=timezone.now(), state=CallState.RINGING)
     try:
         caller = sipuri.parse(from_header).user
     except sipuri.InvalidSipUri:
         caller = ""
+    fields = ["direction", "sip_call_id"]
     call.direction = Direction.INBOUND
     call.sip_call_id = sip_call_id[:255]
     if not call.caller_number:
         call.caller_number = caller[:64]
         call.caller_e164 = to_e164(caller, settings.PHONE_DEFAULT_REGION)
+        fields += ["caller_number", "caller_e164"]
     if mapping is not None:
         call.mapping, call.department = mapping, mapping.department
         call.dialed = mapping.sip_uri
         call.agents_ringing = list(mapping.agents)
         call.app_state = "ringing"
+        fields += ["mapping", "department", "dialed", "agents_ringing", "app_state"]
     elif not call.dialed:
         call.dialed = dialed[:255]
-    call.save()
+        fields.append("dialed")
+    # The listener writes the same row meanwhile: save only what is ours.
+    call.save(update_fields=fields if existing is not None else None)
     publish_call(call, "update")
     return call
 

@@ -7,7 +7,6 @@ tests/sipp/sipstack_*.xml.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,6 +14,7 @@ import pytest
 
 from media.sip import Dialog, DialogState, IncomingCallState, ServerInvite, SipEndpoint
 from media.sip.message import SipRequest
+from tests.fixtures.prereq import require
 from tests.lab.sipp import Sipp, SippProcess, SippResult, free_udp_port
 from tests.sip.peer import OUR_SDP
 
@@ -24,11 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def sipp_tool() -> Iterator[None]:
     missing = [b for b in ("sipp", "sox") if shutil.which(b) is None]
-    if missing:
-        reason = f"missing {', '.join(missing)} (Debian packages sip-tester, sox)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: a missing prerequisite is a failure)")
-        pytest.skip(reason)
+    require(not missing, f"{', '.join(missing)} (Debian packages sip-tester, sox)")
     yield
 
 
