@@ -28,7 +28,6 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from pyee.asyncio import AsyncIOEventEmitter
 
@@ -48,6 +47,7 @@ from media.rtp.sdp import (
 )
 from media.rtp.socket import PortRange, RtpEndpoint, Timeline
 
+from .fastpath import FastPath
 from .hooks import EncodedTrack, check_hooks, tap_receiver
 from .transcode import (
     DEFAULT_OPUS_BITRATE,
@@ -112,12 +112,12 @@ class RtpLocal:
     sdp: str
 
 
-def _first_audio_codec(sdp: str) -> tuple[str, int]:
-    """Return (codec name, clock rate) of the first audio codec of an SDP answer."""
+def _first_audio_codec(sdp: str) -> tuple[str, int, int]:
+    """Return (codec name, clock rate, payload type) of the first audio codec of an SDP answer."""
     for media in SessionDescription.parse(sdp).media:
         if media.kind == "audio" and media.rtp.codecs:
             codec = media.rtp.codecs[0]
-            return codec.name, codec.clockRate
+            return codec.name, codec.clockRate, codec.payloadType
     raise ValueError("the WebRTC answer has no audio codec")
 
 
@@ -148,10 +148,12 @@ class MediaSession(AsyncIOEventEmitter):
         self.phone_codec: Codec | None = None
         self.phone_direction = "sendrecv"
         self.webrtc_codec: str | None = None
+        self._webrtc_pt = 0
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=list(config.ice_servers)))
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.track = EncodedTrack(8000)
         self._transceiver: RTCRtpTransceiver | None = None
+        self._fast: FastPath | None = None
         self._sdp = SdpWriter(config.rtp_advertised_host or config.rtp_host)
         self._dtmf = DtmfDetector(self._dtmf_received)
         self._phone_timeline = Timeline()
@@ -265,7 +267,8 @@ class MediaSession(AsyncIOEventEmitter):
 
     def _attach(self, transceiver: RTCRtpTransceiver) -> None:
         self._transceiver = transceiver
-        tap_receiver(transceiver.receiver, self._on_app_packet)
+        self._fast = FastPath(transceiver.sender, transceiver.receiver, self._on_app_packet)
+        tap_receiver(transceiver.receiver, self._fast.feed)
 
     async def create_offer(self) -> str:
         """Return the SDP offer for the app (ICE candidates included, trickle advertised)."""
@@ -312,10 +315,13 @@ class MediaSession(AsyncIOEventEmitter):
         self._check_open()
         await self.pc.addIceCandidate(candidate)
 
-    def _set_webrtc_codec(self, name: str, clock_rate: int) -> None:
+    def _set_webrtc_codec(self, name: str, clock_rate: int, payload_type: int) -> None:
+        self._webrtc_pt = payload_type
         if name != self.webrtc_codec:
             self.webrtc_codec = name
             self.track.time_base = fractions.Fraction(1, clock_rate)
+            if self._fast is not None:
+                self._fast.set_clock_rate(clock_rate)
             self._configure_relay()
 
     # relay
@@ -353,29 +359,33 @@ class MediaSession(AsyncIOEventEmitter):
             return
         if phone is None or payload_type != phone.payload_type:
             return  # comfort noise, or a codec we did not agree on
+        fast = self._fast
+        if fast is None:
+            return
         mode = self.mode
         if mode is Mode.PASSTHROUGH:
-            self.track.push(payload, self._phone_timeline.map(ssrc, timestamp, len(payload)))
+            fast.send(self._webrtc_pt, payload, self._phone_timeline.map(ssrc, timestamp, len(payload)),
+                      marker)
         elif mode is Mode.CONVERT:
             pts = self._phone_timeline.map(ssrc, timestamp, len(payload))
-            self.track.push(g711.convert(phone.name, self.webrtc_codec, payload), pts)
+            fast.send(self._webrtc_pt, g711.convert(phone.name, self.webrtc_codec, payload), pts, marker)
         elif mode is Mode.TRANSCODE:
             for packet in self._to_opus.feed(payload):
-                self.track.push(packet, self._phone_timeline.advance(OPUS_FRAME))
+                fast.send(self._webrtc_pt, bytes(packet), self._phone_timeline.advance(OPUS_FRAME))
 
-    def _on_app_packet(self, packet: RtpPacket) -> None:
+    def _on_app_packet(self, payload_type: int, marker: int, seq: int, timestamp: int, ssrc: int,
+                       payload: bytes) -> None:
         if self._dtmf_playing or not self.rtp.sending:
             return
         phone = self.phone_codec
         mode = self.mode
-        payload = packet.payload
         if mode is Mode.PASSTHROUGH:
-            timestamp = self.rtp.stream.map(packet.ssrc, packet.timestamp, len(payload))
-            self.rtp.send(phone.payload_type, payload, timestamp, packet.marker)
+            timestamp = self.rtp.stream.map(ssrc, timestamp, len(payload))
+            self.rtp.send(phone.payload_type, payload, timestamp, marker)
         elif mode is Mode.CONVERT:
-            timestamp = self.rtp.stream.map(packet.ssrc, packet.timestamp, len(payload))
+            timestamp = self.rtp.stream.map(ssrc, timestamp, len(payload))
             self.rtp.send(phone.payload_type, g711.convert(self.webrtc_codec, phone.name, payload),
-                          timestamp, packet.marker)
+                          timestamp, marker)
         elif mode is Mode.TRANSCODE:
             try:
                 outputs = self._from_opus.feed(payload)
@@ -466,6 +476,13 @@ class MediaSession(AsyncIOEventEmitter):
             "packets_sent": 0, "bytes_sent": 0,
             "packets_received": 0, "packets_lost": 0, "jitter_ms": 0.0,
         }
+        fast = self._fast
+        if fast is not None:
+            # Once the fast path carries the stream, aiortc's receive counters stop moving (its
+            # send counters go on: the fast path keeps them for the RTCP sender reports).
+            webrtc["packets_received"] = fast.received.packets
+            webrtc["packets_lost"] = max(0, fast.received.lost)
+            webrtc["jitter_ms"] = fast.received.jitter_ms
         if self.pc.connectionState != "closed":
             clock = OPUS_CLOCK if self.webrtc_codec == "opus" else 8000
             for stats in (await self.pc.getStats()).values():
@@ -495,6 +512,8 @@ class MediaSession(AsyncIOEventEmitter):
             self._dtmf_task.cancel()
             await self._dtmf_exited.wait()
             self._dtmf_task = None
+        if self._fast is not None:
+            self._fast.stop()
         self.rtp.close()
         self.track.stop()
         await self.pc.close()

@@ -91,6 +91,30 @@ async def test_it_passes_g711_through_untouched_both_ways():
         await call.close()
 
 
+async def test_the_fast_path_carries_the_stream_and_keeps_rtcp_right():
+    call = await Call.start()
+    try:
+        await call.flow()
+        fast = call.session._fast
+        # Past DTLS, packets go straight from the ICE socket to the relay and back.
+        assert fast.started and fast.errors == 0
+        assert fast.received.packets >= FRAMES - 5 and fast.sent.packets >= FRAMES - 5
+        assert fast.received.lost == 0
+        # aiortc still sends our RTCP sender reports, with the packets the fast path sent.
+        reported = 0
+        for _ in range(100):
+            stats = (await call.app.pc.getStats()).values()
+            reported = max((s.packetsSent for s in stats if s.type == "remote-outbound-rtp"),
+                           default=0)
+            if reported:
+                break
+            await asyncio.sleep(0.05)
+        assert 0 < reported <= fast.sent.packets
+    finally:
+        await call.close()
+    assert not fast.started  # closing hands the stream back before the connection closes
+
+
 async def test_it_transcodes_to_opus_when_the_mapping_prefers_it():
     call = await Call.start(AppPeer(APP_HZ, encoded=False), prefer_opus=True)
     try:

@@ -53,3 +53,24 @@ def test_the_session_packages_never_import_django():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_fast_path_finds_its_internals_and_names_a_missing_one(monkeypatch):
+    from aiortc import RTCRtpSender
+
+    from media.session import fastpath
+
+    fastpath.check_fastpath.cache_clear()
+    fastpath.check_fastpath()
+
+    async def moved(self, codec):  # an aiortc whose sender loop no longer counts packets
+        pass
+
+    monkeypatch.setattr(RTCRtpSender, "_run_rtp", moved)
+    fastpath.check_fastpath.cache_clear()
+    try:
+        with pytest.raises(hooks.HookMissing, match="__packet_count"):
+            fastpath.check_fastpath()
+    finally:
+        monkeypatch.undo()
+        fastpath.check_fastpath.cache_clear()
