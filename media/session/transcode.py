@@ -2,8 +2,8 @@
 
 Runs inline on the event loop: at 20 ms per frame an Opus encode costs ~0.1 ms, well under what
 a thread hop per frame costs in wake-ups and GIL hand-overs, and it keeps frames in order.
-Opus is fed at the phone's own sample rate (libopus takes 8/16 kHz natively), so only the
-decode side needs a resampler (FFmpeg's libopus decoder always gives 48 kHz).
+libopus encodes from and decodes to the phone's own sample rate (8 or 16 kHz), so nothing is
+resampled (see `opus` for why it is called directly rather than through PyAV).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import av
 import numpy as np
 
 from media.rtp import g711
+
+from .opus import OpusDecoder, OpusEncoder
 
 OPUS_CLOCK = 48000
 PTIME = 0.02
@@ -63,31 +65,19 @@ class PhoneToOpus:
                  complexity: int = DEFAULT_OPUS_COMPLEXITY) -> None:
         self.codec = _PhoneCodec(phone_codec)
         self.frame = int(self.codec.rate * PTIME)
-        self._encoder = av.CodecContext.create("libopus", "w")
-        self._encoder.sample_rate = self.codec.rate
-        self._encoder.layout = "mono"
-        self._encoder.format = "s16"
-        self._encoder.bit_rate = bitrate
-        self._encoder.time_base = fractions.Fraction(1, self.codec.rate)
-        self._encoder.options = {"application": "voip", "compression_level": str(complexity)}
+        self._encoder = OpusEncoder(self.codec.rate, bitrate, complexity)
         self._pending = np.empty(0, dtype=np.int16)
-        self._pts = 0
 
-    def feed(self, payload: bytes) -> list[av.Packet]:
+    def feed(self, payload: bytes) -> list[bytes]:
         """Return the Opus packets completed by this payload (usually one per 20 ms payload)."""
         samples = self.codec.decode(payload)
         if self._pending.size:
             samples = np.concatenate((self._pending, samples))
-        packets: list[av.Packet] = []
+        packets: list[bytes] = []
         start = 0
         while samples.size - start >= self.frame:
-            chunk = samples[start:start + self.frame]
+            packets.append(self._encoder.encode(samples[start:start + self.frame]))
             start += self.frame
-            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = self.codec.rate
-            frame.pts = self._pts
-            self._pts += self.frame
-            packets += self._encoder.encode(frame)
         self._pending = samples[start:]
         return packets
 
@@ -98,26 +88,17 @@ class OpusToPhone:
     def __init__(self, phone_codec: str) -> None:
         self.codec = _PhoneCodec(phone_codec)
         self.frame = int(self.codec.rate * PTIME)
-        self._decoder = av.CodecContext.create("libopus", "r")
-        self._decoder.sample_rate = OPUS_CLOCK
-        self._decoder.layout = "mono"
-        self._decoder.format = "s16"
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self.codec.rate)
+        # Decoded at the phone's rate by libopus itself: no 48 kHz detour, no resampler.
+        self._decoder = OpusDecoder(self.codec.rate)
         self._pending = np.empty(0, dtype=np.int16)
 
     def feed(self, payload: bytes) -> list[bytes]:
         """Return the phone payloads completed by one Opus packet; raise ValueError if corrupt."""
-        try:
-            frames = self._decoder.decode(av.Packet(payload))
-        except av.FFmpegError as exc:
-            raise ValueError(f"undecodable Opus packet: {exc}") from exc
-        parts = [self._pending] if self._pending.size else []
-        for frame in frames:
-            for out in self._resampler.resample(frame):
-                parts.append(out.to_ndarray().reshape(-1))
-        if not parts:
-            return []
-        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if not payload:
+            raise ValueError("empty Opus packet")
+        samples = self._decoder.decode(payload)
+        if self._pending.size:
+            samples = np.concatenate((self._pending, samples))
         payloads = []
         start = 0
         while samples.size - start >= self.frame:

@@ -50,11 +50,22 @@ def test_it_round_trips_a_tone_through_opus(codec):
 
 def test_it_rejects_a_corrupt_opus_packet_cleanly():
     decoder = OpusToPhone("PCMU")
-    try:
-        decoder.feed(b"\xff\xff\xff")
-    except ValueError:
-        pass  # rejected; the next packet still decodes
+    for bad in (b"\xff\xff\xff", b""):
+        with pytest.raises(ValueError):
+            decoder.feed(bad)
     encoder = PhoneToOpus("PCMU")
     packets = encoder.feed(g711.encode("PCMU", tone(500, 0, 160)))
-    assert all(isinstance(p, av.Packet) for p in packets)
-    assert decoder.feed(bytes(packets[0])) is not None
+    assert len(packets) == 1 and isinstance(packets[0], bytes)
+    # The decoder is still usable: the next packet gives 20 ms of mu-law.
+    assert [len(p) for p in decoder.feed(packets[0])] == [160]
+
+
+def test_libopus_codes_at_the_phone_rate_without_a_resampler():
+    from media.session.opus import OpusDecoder, OpusEncoder, OpusError
+
+    encoder, decoder = OpusEncoder(16000, 24000, 5), OpusDecoder(16000)
+    out = [decoder.decode(encoder.encode(tone(900, i * 320, 320, 16000))) for i in range(50)]
+    assert {len(x) for x in out} == {320}
+    assert dominant_frequency(np.concatenate(out)[8000:], 16000) == pytest.approx(900, abs=10)
+    with pytest.raises(OpusError, match="opus_encoder_create"):
+        OpusEncoder(11025, 24000, 5)
