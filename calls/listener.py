@@ -280,7 +280,7 @@ class PbxListener:
         # One transaction per batch (each event a savepoint inside it): a burst costs one
         # commit per batch, not one per event. An outage rolls the whole batch back.
         self._touched.clear()
-        with transaction.atomic():
+        with transaction.atomic(), self.tracker.deferred_events():
             for item in batch:
                 try:
                     if isinstance(item, _Resync):

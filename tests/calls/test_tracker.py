@@ -7,7 +7,7 @@ here each rule is pinned with exact timestamps, and malformed events are easy to
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
 from calls.models import Call, CallEvent, CallLeg, CallState, Disposition, Pbx
 from calls.tracker import DISCONNECTED_REASON, CallTracker
@@ -156,6 +156,33 @@ def test_a_failure_mid_event_leaves_no_half_call_behind(
     assert not Call.objects.exists() and tracker.calls == {}
     call = feed(tracker, answered_call())
     assert call.disposition == Disposition.ANSWERED and call.legs.count() == 2
+
+
+def test_deferred_timeline_rows_are_written_at_the_end_and_none_for_a_failed_event(
+    tracker: CallTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), transaction.atomic():  # the same call, written event by event
+        reference = feed(CallTracker(tracker.pbx), answered_call())
+        expected = list(reference.events.order_by("id").values_list("kind", flat=True))
+        raise Undo
+
+    publish = tracker.publish
+
+    def fail_once(call: Call, kind: str) -> None:  # after the event's timeline row was noted
+        tracker.publish = publish
+        raise ValueError("a board that refused the call")
+
+    tracker.publish = fail_once
+    with transaction.atomic(), tracker.deferred_events():
+        tracker.handle(ev("Newchannel", 0, **CALLER))
+        assert tracker.events_skipped == 1 and tracker.calls == {}
+        call = feed(tracker, answered_call())
+        assert not CallEvent.objects.exists()  # one INSERT for the whole batch, at its end
+    kinds = list(call.events.order_by("id").values_list("kind", flat=True))
+    assert kinds == expected and len(kinds) > 5
 
 
 def test_a_database_outage_is_raised_for_the_listener_to_retry(
