@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from mappings.models import SipMapping
 from media.connectycube.call import CallConfig
 from media.connectycube.client import ConnectyCubeAccount
+from media.connectycube.xmpp import ChatState
 from media.sip.call import ServerInvite
 from media.sip.endpoint import SipEndpoint
 from media.sip.message import SipRequest
@@ -98,7 +99,7 @@ class EdgeService:
         lock = self._account_locks.setdefault(mapping.pk, asyncio.Lock())
         async with lock:
             account = self.accounts.get(mapping.pk)
-            if account is not None and account.chat is not None and account.chat.connected:
+            if account is not None and account.chat is not None and account.chat.state == ChatState.ONLINE:
                 return account
             if account is not None:
                 await account.close()
