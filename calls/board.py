@@ -89,6 +89,31 @@ def publish_call(call: Call, kind: str) -> None:
         logger.warning("could not publish call %s to the board", call.pk, exc_info=True)
 
 
+def board_messages(call: Call, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """`call_messages` that never raises (ORM thread); send them with `send_board` on the loop."""
+    try:
+        return call_messages(call, kind)
+    except Exception:
+        logger.warning("could not snapshot call %s for the board", call.pk, exc_info=True)
+        return []
+
+
+async def send_board(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send board messages from an event loop. Never raises: the CDR comes first.
+
+    A loop-side sender (the edge) uses this instead of `publish_call`, whose async_to_sync
+    blocks the ORM thread all its calls share for a Redis round trip per message.
+    """
+    layer = get_channel_layer()
+    if layer is None or not messages:
+        return
+    try:
+        for group, message in messages:
+            await layer.group_send(group, message)
+    except Exception:
+        logger.warning("could not publish to the board", exc_info=True)
+
+
 async def publish_status(status: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:

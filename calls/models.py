@@ -105,7 +105,9 @@ class Call(models.Model):
     )
     # Ids that tie the legs together. Linkedid is unique per PBX.
     # NULL, not "": calls that never touched Asterisk (app to bridge) must not collide.
-    linkedid = models.CharField(_("Asterisk Linkedid"), max_length=64, null=True, blank=True)  # noqa: DJ001
+    linkedid = models.CharField(  # noqa: DJ001
+        _("Asterisk Linkedid"), max_length=64, null=True, blank=True, db_index=True  # the edge looks rows up by it
+    )
     uniqueid = models.CharField(_("Asterisk Uniqueid"), max_length=64, blank=True, db_index=True)
     sip_call_id = models.CharField(_("SIP Call-ID"), max_length=255, blank=True, db_index=True)
     cc_session_id = models.CharField(_("ConnectyCube session id"), max_length=64, blank=True, db_index=True)

@@ -17,11 +17,14 @@ import asyncio
 import enum
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
+from calls.board import send_board
 from calls.models import Call, Disposition
 from media.connectycube.call import P2PCall
 from media.connectycube.signalling import CallType
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 # How long to wait for the AMI listener's row of the same call (found by Linkedid) before the
 # edge writes its own; no listener (a PBX without runami) means a row of the edge's own.
 LINKEDID_WAIT = 1.5
+# An indexed lookup: polling often costs little and the caller hears ringing that much sooner.
+LINKEDID_POLL = 0.02
 
 
 class Outcome(enum.Enum):
@@ -88,6 +93,14 @@ class InboundCall:
         self.dialog: Dialog | None = None
         self._rang = False
         self._finished = False
+        self._row_task: asyncio.Future[None] | None = None
+        self._received_at = timezone.now()
+        # CDR writes, applied in order by `_write_records` so that the call never waits on the
+        # database (one ORM thread serves every call of the edge).
+        self._writes: asyncio.Queue[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<InboundCall {self.request.call_id}>"
@@ -95,27 +108,29 @@ class InboundCall:
     # --- the one loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._writer = asyncio.ensure_future(self._write_records())
         try:
             await self._run()
         except Exception:
             logger.exception("%r failed", self)
             await self._fail(Outcome.UNAVAILABLE, "internal error")
         finally:
-            await self._release()
+            try:
+                await self._release()
+            finally:
+                self._writes.put_nowait(None)
+                await self._writer  # the CDR is complete before the call is forgotten
 
     async def _run(self) -> None:
         request = self.request
         self.invite.on_state_change = lambda state: self.events.put_nowait(("sip", state))
-        self.mapping = await sync_to_async(records.find_mapping)(str(request.uri), request.headers.get("To"))
-        existing = await self._listener_row(request.headers.get("X-CCBridge-Linkedid"))
-        self.row = await sync_to_async(records.open_call)(
-            self.mapping,
-            existing,
-            sip_call_id=request.call_id,
-            from_header=request.headers.get("From") or "",
-            dialed=str(request.uri),
+        # Reads go to a pool thread: the shared ORM thread may be busy with other calls' writes.
+        self.mapping = await sync_to_async(records.find_mapping, thread_sensitive=False)(
+            str(request.uri), request.headers.get("To")
         )
-        await self._event("sip.invite", uri=str(request.uri), call_id=request.call_id)
+        # The CDR row is opened alongside ringing: the AMI listener usually has written it by
+        # the time our INVITE arrives, but waiting for it must not hold up the caller.
+        self._row_task = asyncio.ensure_future(self._open_row())
         if self.mapping is None:
             return await self._fail(Outcome.NOT_FOUND)
         if not self.mapping.enabled:
@@ -128,11 +143,66 @@ class InboundCall:
             logger.warning("%r: ConnectyCube login for %s failed: %s", self, self.mapping, exc)
             return await self._fail(Outcome.UNAVAILABLE, f"ConnectyCube login failed: {exc}")
         self.account = account
+        if self.mapping.agents:
+            # Routed, and the agents are about to ring: say so now rather than once the media
+            # worker has built the WebRTC offer (the app sends no alerting signal of its own).
+            await self._ringing()
 
         outcome = await self._ring()
         if outcome is not None:
             return await self._fail(outcome)
         await self._talk()
+
+    async def _open_row(self) -> None:
+        request = self.request
+        try:
+            existing = await self._listener_row(request.headers.get("X-CCBridge-Linkedid"))
+            self.row, board = await sync_to_async(records.open_call)(
+                self.mapping,
+                existing,
+                sip_call_id=request.call_id,
+                from_header=request.headers.get("From") or "",
+                dialed=str(request.uri),
+            )
+            await sync_to_async(records.event)(
+                self.row, "sip.invite", self._received_at, uri=str(request.uri), call_id=request.call_id
+            )
+        except Exception:
+            # The call goes on; the listener's own row (if any) still records it.
+            logger.exception("%r: could not open the CDR row", self)
+            return
+        await send_board(board)
+
+    async def _wait_row(self) -> Call | None:
+        """The CDR row, once `_open_row` is done (None if it could not be written)."""
+        if self._row_task is not None and not self._row_task.done():
+            await asyncio.wait([self._row_task])
+        return self.row
+
+    def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Queue `fn(row, *args, **kwargs)` (a `records` function) for the call's writer."""
+        self._writes.put_nowait((fn, args, kwargs))
+
+    async def _write_records(self) -> None:
+        await self._wait_row()
+        while (item := await self._writes.get()) is not None:
+            if self.row is None:
+                continue  # no CDR row could be opened: nothing to write to
+            fn, args, kwargs = item
+            try:
+                board = await sync_to_async(fn)(self.row, *args, **kwargs)
+            except Exception:
+                logger.exception("%r: could not write %s to the CDR", self, fn.__name__)
+                continue
+            if board:
+                await send_board(board)
+
+    async def _ringing(self) -> None:
+        if self._rang or self.invite.state.value != "proceeding":
+            return
+        self._rang = True
+        self.invite.send_provisional(180)
+        await self._event("sip.180")
 
     @staticmethod
     async def _listener_row(linkedid: str | None) -> Call | None:
@@ -140,11 +210,12 @@ class InboundCall:
         Newchannel) before our INVITE arrives. Waits here, not in the ORM thread all calls share."""
         if not linkedid:
             return None
-        for _ in range(round(LINKEDID_WAIT / 0.05)):
-            row = await sync_to_async(records.listener_row)(linkedid)
+        for _ in range(round(LINKEDID_WAIT / LINKEDID_POLL)):
+            # A read on a pool thread: polling must not queue behind other calls' writes.
+            row = await sync_to_async(records.listener_row, thread_sensitive=False)(linkedid)
             if row is not None:
                 return row
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(LINKEDID_POLL)
         return None
 
     # --- ringing --------------------------------------------------------------------------
@@ -181,7 +252,7 @@ class InboundCall:
             if any(isinstance(s, ValueError) for s in started):
                 return Outcome.NOT_ACCEPTABLE
             return Outcome.UNAVAILABLE
-        await sync_to_async(records.update)(self.row, agents_ringing=[leg.agent for leg in legs], app_state="ringing")
+        self._write(records.update, agents_ringing=[leg.agent for leg in legs], app_state="ringing")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ring_for
         ringing = set(id(leg) for leg in legs)
@@ -194,10 +265,8 @@ class InboundCall:
                 return Outcome.NO_ANSWER
             if kind == "sip" and self.invite.cancelled.is_set():
                 return await self._cancelled(legs)
-            if kind == "ringing" and not self._rang:
-                self._rang = True
-                self.invite.send_provisional(180)
-                await self._event("sip.180")
+            if kind == "ringing":
+                await self._ringing()
             elif kind == "accepted":
                 leg = data
                 self.winner = leg
@@ -244,7 +313,8 @@ class InboundCall:
             user_info = {
                 "callerName": self.mapping.display_name,
                 "department": self.mapping.display_name,
-                "callerNumber": self.row.caller_number if self.row else "",
+                "callerNumber": (self.row.caller_number if self.row else "")
+                or records.caller_of(self.request.headers.get("From") or ""),
             }
             call = self.account.new_call(agent, CallType.AUDIO, user_info, peer=peer)
             leg.call = call
@@ -293,8 +363,8 @@ class InboundCall:
         self.dialog.on_reinvite = self._on_reinvite
         self.dialog.on_state_change = lambda state: self.events.put_nowait(("dialog", state))
         await self._event("sip.200", agent=leg.agent)
-        await sync_to_async(records.update)(
-            self.row,
+        self._write(
+            records.update,
             agent_cc_user_id=leg.agent,
             cc_session_id=leg.call.session_id,
             agents_ringing=[],
@@ -365,7 +435,7 @@ class InboundCall:
             stats = await leg.session.request("stats", timeout=3)
         except MediaError:
             pass
-        await sync_to_async(records.finish_answered)(self.row, reason=reason, stats=stats)
+        self._write(records.finish_answered, reason=reason, stats=stats)
         await self._event("call.end", reason=reason)
 
     async def _hold(self, on: bool) -> None:
@@ -420,10 +490,10 @@ class InboundCall:
         if self.invite.state.value == "proceeding":
             self.invite.reject(outcome.status)
         await self._event("sip.reject", status=outcome.status, reason=detail or outcome.text)
-        if self.row is not None:
-            await sync_to_async(records.finish_unanswered)(
-                self.row, sip_status=outcome.status, reason=detail or outcome.text, disposition=outcome.disposition
-            )
+        self._write(
+            records.finish_unanswered,
+            sip_status=outcome.status, reason=detail or outcome.text, disposition=outcome.disposition,
+        )
 
 
     async def _hang_up_legs(self, legs: list[Leg], reason: str) -> None:
@@ -450,8 +520,7 @@ class InboundCall:
         self.service.forget(self)
 
     async def _event(self, kind: str, **payload: Any) -> None:
-        if self.row is not None:
-            await sync_to_async(records.event)(self.row, kind, **payload)
+        self._write(records.event, kind, timezone.now(), **payload)
 
 
 DIRECTION_LINE = re.compile(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", re.M)

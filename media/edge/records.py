@@ -5,18 +5,20 @@ Synchronous ORM code; the edge calls it through `sync_to_async`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from calls.board import publish_call
+from calls.board import board_messages
 from calls.models import Call, CallEvent, CallState, Direction, Disposition
 from calls.numbers import to_e164
 from mappings import sipuri
 from mappings.models import SipMapping
 from mappings.services import find_by_sip_uri
 
+Board = list[tuple[str, dict[str, Any]]]
 
 def find_mapping(*candidates: str | None) -> SipMapping | None:
     for value in candidates:
@@ -32,15 +34,23 @@ def listener_row(linkedid: str) -> Call | None:
     return Call.objects.filter(linkedid=linkedid).order_by("-pk").first()
 
 
+def caller_of(from_header: str) -> str:
+    """The caller's number (user part) of a From header; "" when it is not a SIP URI."""
+    try:
+        return sipuri.parse(from_header).user[:64]
+    except sipuri.InvalidSipUri:
+        return ""
+
+
 def open_call(
     mapping: SipMapping | None, existing: Call | None, *, sip_call_id: str, from_header: str, dialed: str
-) -> Call:
-    """Write the edge's fields on the call's CDR row: the listener's (`existing`) or a new one."""
+) -> tuple[Call, Board]:
+    """Write the edge's fields on the call's CDR row: the listener's (`existing`) or a new one.
+
+    Returns the row and its board messages, which the caller sends from its loop (`send_board`).
+    """
     call = existing or Call(direction=Direction.INBOUND, started_at=timezone.now(), state=CallState.RINGING)
-    try:
-        caller = sipuri.parse(from_header).user
-    except sipuri.InvalidSipUri:
-        caller = ""
+    caller = caller_of(from_header)
     fields = ["direction", "sip_call_id"]
     call.direction = Direction.INBOUND
     call.sip_call_id = sip_call_id[:255]
@@ -59,23 +69,24 @@ def open_call(
         fields.append("dialed")
     # The listener writes the same row meanwhile: save only what is ours.
     call.save(update_fields=fields if existing is not None else None)
-    publish_call(call, "update")
-    return call
+    return call, board_messages(call, "update")
 
 
-def event(call: Call, kind: str, **payload: Any) -> None:
-    CallEvent.record(kind, call=call, **payload)
+def event(call: Call, kind: str, at: datetime | None = None, **payload: Any) -> None:
+    """Append a step to the call's timeline; `at` is when it happened (the write may be later)."""
+    CallEvent.objects.create(kind=kind, call=call, department_id=call.department_id, payload=payload,
+                             at=at or timezone.now())
 
 
-def update(call: Call, **fields: Any) -> None:
-    """Write the app-leg fields the edge owns, and tell the board."""
+def update(call: Call, **fields: Any) -> Board:
+    """Write the app-leg fields the edge owns; return the board messages to send."""
     for name, value in fields.items():
         setattr(call, name, value)
     Call.objects.filter(pk=call.pk).update(**fields)
-    publish_call(call, "update")
+    return board_messages(call, "update")
 
 
-def finish_unanswered(call: Call, *, sip_status: int, reason: str, disposition: str) -> None:
+def finish_unanswered(call: Call, *, sip_status: int, reason: str, disposition: str) -> Board:
     """Close a call the edge never answered, unless the AMI listener tracks (and closes) it."""
     fields: dict[str, Any] = {
         "sip_status": sip_status,
@@ -84,13 +95,13 @@ def finish_unanswered(call: Call, *, sip_status: int, reason: str, disposition: 
         "agents_ringing": [],
         "end_reason": reason[:200],  # the edge knows why better than the channel's cause
     }
-    update(call, **fields, **_close_without_listener(call, disposition))
+    return update(call, **fields, **_close_without_listener(call, disposition))
 
 
-def finish_answered(call: Call, *, reason: str, stats: dict[str, Any] | None) -> None:
+def finish_answered(call: Call, *, reason: str, stats: dict[str, Any] | None) -> Board:
     fields: dict[str, Any] = {"app_state": "ended", "end_reason": reason[:200]}
     fields.update(stats_fields(stats or {}))
-    update(call, **fields, **_close_without_listener(call, Disposition.ANSWERED))
+    return update(call, **fields, **_close_without_listener(call, Disposition.ANSWERED))
 
 
 def _close_without_listener(call: Call, disposition: str) -> dict[str, Any]:
