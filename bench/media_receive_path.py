@@ -80,12 +80,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--name", default="media_receive_path")
     args = parser.parse_args()
     figures = {}
     for name, fn in (("stock", stock), ("tap", tapped)):
         for key, value in repeat(lambda f=fn: asyncio.run(f(args.frames)), args.repeat).items():
             figures[f"{name}_{key}"] = value
-    report("media_receive_path", figures, {"frames": args.frames, "repeat": args.repeat},
+    report(args.name, figures, {"frames": args.frames, "repeat": args.repeat},
            {k: "us" for k in figures})
     return 0
 

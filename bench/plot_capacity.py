@@ -70,6 +70,7 @@ def plot(result: dict, path: Path) -> Path:
                 missing = max(0.0, step["loss_to_app"]["median"]) + max(0.0, step["loss_to_phone"]["median"])
                 lost.append(100 * missing / sent if sent else 0.0)
             loss_ax.plot(ns, lost, marker="o", label=label)
+            loss_ax.set_ylim(0, max(1.0, loss_ax.get_ylim()[1]))  # 0-1 % when nothing was lost
         cpu_ax.set_title(f"{mode}: bridge CPU (median, min-max)")
         cpu_ax.set_ylabel("% of one CPU")
         lat_ax.set_title(f"{mode}: p99 one-way latency, worse direction")
