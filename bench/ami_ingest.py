@@ -415,14 +415,9 @@ class Daphne:
                  "bridgeproject.asgi:application"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"daphne did not listen within 60 s:\n{self.log_tail()}")
+        from tests.lab.serving import wait_until_serving
+
+        wait_until_serving(f"http://127.0.0.1:{self.port}/admin/login/", self.proc, 60, self.log_tail)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -654,18 +649,9 @@ async def real_once(lab: Any, make_board: Callable[[], Any], args: argparse.Name
     }
 
 
-def hang_up_everything(lab: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if lab.rx("core show channels count").lstrip().startswith("0 active channels"):
-            return
-        lab.rx("channel request hangup all")
-        time.sleep(0.2)
-
-
 def real_runs(args: argparse.Namespace, make_board: Callable[[], Any]) -> dict[str, dict[str, float]]:
     """Start the lab (or attach to a running one: --attach SIP_PORT:AMI_PORT, secret in LAB_AMI_SECRET)."""
-    from tests.lab.asterisk import AsteriskLab, prerequisites
+    from tests.lab.asterisk import AsteriskLab, hang_up_everything, prerequisites
 
     if args.attach:
         sip, ami = (int(p) for p in args.attach.split(":"))

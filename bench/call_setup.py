@@ -63,8 +63,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -85,7 +83,13 @@ from media.connectycube.peer import LocalPeer  # noqa: E402
 from media.connectycube.signalling import CallType, Signal, SignalType  # noqa: E402
 from media.control import RemoteSession  # noqa: E402
 from media.session.hooks import EncodedTrack, tap_receiver  # noqa: E402
-from tests.lab.asterisk import DEFAULT_PHONE_PASSWORD, AsteriskLab, prerequisites  # noqa: E402
+from tests.lab.asterisk import (  # noqa: E402
+    DEFAULT_PHONE_PASSWORD,
+    AsteriskLab,
+    hang_up_everything,
+    prerequisites,
+)
+from tests.lab.serving import wait_until_serving  # noqa: E402
 from tests.lab.sipp import Sipp, SippProcess, free_udp_port  # noqa: E402
 
 ANA = ("ana", "ana-demo", 2002)
@@ -274,19 +278,8 @@ class Stack:
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(a.web_port),
              "bridgeproject.asgi:application"],
         )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.procs["daphne"].poll() is not None:
-                raise RuntimeError("the web role exited:\n" + self.log_text("daphne")[-3000:])
-            try:
-                with urllib.request.urlopen(self.web_url + "/agent/", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the web role did not answer in 60 s:\n" + self.log_text("daphne")[-3000:])
-            time.sleep(0.2)
+        wait_until_serving(self.web_url + "/agent/", self.procs["daphne"], 60,
+                           lambda: self.log_text("daphne")[-3000:])
 
     def _start_bridge(self) -> None:
         lab = self.lab
@@ -339,13 +332,7 @@ class Stack:
 
     def hang_up_everything(self, within: float = 15.0) -> None:
         assert self.lab is not None
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.active_channels() == 0:
-                return
-            with contextlib.suppress(Exception):
-                self.lab.rx("channel request hangup all")
-            time.sleep(0.3)
+        hang_up_everything(self.lab, within)
 
     def edge_rows(self) -> dict[str, tuple[str, float]]:
         """Per trunk Call-ID, from the edge's CDR row: the app's ConnectyCube session id (set at

@@ -300,13 +300,16 @@ class CallEvent(models.Model):
         call: Call | None = None,
         actor: AbstractBaseUser | None = None,
         department_id: int | None = None,
+        at: datetime | None = None,
         **payload: object,
     ) -> CallEvent:
-        """Append an event. `payload` must be JSON-serialisable and hold no secrets."""
+        """Append an event that happened `at` (default: now). `payload` must be JSON-serialisable
+        and hold no secrets."""
         return cls.objects.create(
             kind=kind,
             call=call,
             actor=actor if actor is not None and actor.is_authenticated else None,
             department_id=department_id or (call.department_id if call else None),
+            at=at or timezone.now(),
             payload=payload,
         )

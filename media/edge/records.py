@@ -74,8 +74,7 @@ def open_call(
 
 def event(call: Call, kind: str, at: datetime | None = None, **payload: Any) -> None:
     """Append a step to the call's timeline; `at` is when it happened (the write may be later)."""
-    CallEvent.objects.create(kind=kind, call=call, department_id=call.department_id, payload=payload,
-                             at=at or timezone.now())
+    CallEvent.record(kind, call=call, at=at, **payload)
 
 
 def update(call: Call, **fields: Any) -> Board:

@@ -490,3 +490,15 @@ def _in_main_thread() -> bool:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
+
+
+def hang_up_everything(lab: AsteriskLab, within: float = 10.0) -> None:
+    """Hang up every channel in the lab and wait until none is left."""
+    if not lab.running:
+        return
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if lab.rx("core show channels count").lstrip().startswith("0 active channels"):
+            return
+        lab.rx("channel request hangup all")
+        time.sleep(0.2)
