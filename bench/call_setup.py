@@ -75,12 +75,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import repeat, report  # noqa: E402
 
-from media.connectycube.call import CallConfig, CallState, P2PCall  # noqa: E402
-from media.connectycube.client import ConnectyCubeAccount  # noqa: E402
-from media.connectycube.config import AppConfig  # noqa: E402
-from media.connectycube.ice import sdp_candidates  # noqa: E402
-from media.connectycube.peer import LocalPeer  # noqa: E402
-from media.connectycube.signalling import CallType, Signal, SignalType  # noqa: E402
+from connectycube.call import CallConfig, P2PCall, P2PCallState  # noqa: E402
+from connectycube.client import ConnectyCubeAccount  # noqa: E402
+from connectycube.config import AppConfig  # noqa: E402
+from connectycube.ice import sdp_candidates  # noqa: E402
+from connectycube.peer import LocalPeer  # noqa: E402
+from connectycube.signalling import CallType, Signal, SignalType  # noqa: E402
 from media.control import RemoteSession  # noqa: E402
 from media.session.hooks import EncodedTrack, tap_receiver  # noqa: E402
 from tests.lab.asterisk import (  # noqa: E402
@@ -495,7 +495,7 @@ class Agent:
         pc.addTrack(EncodedTrack(8000))
         tap_receiver(pc.getTransceivers()[0].receiver, lambda packet: None)
         await asyncio.sleep(self.answer_delay)
-        if call.state != CallState.RINGING:
+        if call.state != P2PCallState.RINGING:
             return
         try:
             await call.accept()

@@ -160,7 +160,7 @@ class LoadCall:
         from aiortc import RTCSessionDescription
         from aiortc.sdp import SessionDescription
 
-        from media.connectycube.ice import apply_host_addresses
+        from connectycube.ice import apply_host_addresses
         from media.session.fastpath import FastPath
         from media.session.hooks import tap_receiver
 
@@ -402,9 +402,9 @@ class BridgeWorker:
 
     async def offers(self, mode: str, indices: list[int]) -> list[tuple[int, int, str]]:
         from media.rtp.socket import PortRange
-        from media.session.session import MediaConfig, MediaSession
+        from media.session.session import MediaSession, SessionConfig
 
-        config = MediaConfig(rtp_ports=PortRange(*self.ports), host_addresses=LOOPBACK,
+        config = SessionConfig(rtp_ports=PortRange(*self.ports), host_addresses=LOOPBACK,
                              prefer_opus=mode == "transcode")
         self.sessions = [MediaSession(config) for _ in indices]
         offers = []

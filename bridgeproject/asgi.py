@@ -22,7 +22,7 @@ app_routes = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes)))
 if settings.CONNECTYCUBE_SANDBOX:
     # The sandbox chat is reached by apps from any origin (the SDK is no browser page of ours),
     # and authenticates with SASL inside the stream, so it skips the origin and session checks.
-    from media.sandbox.routing import websocket_urlpatterns as sandbox_ws
+    from sandbox.routing import websocket_urlpatterns as sandbox_ws
 
     application = ProtocolTypeRouter(
         {

@@ -62,7 +62,9 @@ INSTALLED_APPS = [
     "mappings",
     "calls",
     "media",
-    "media.sandbox",
+    "edge",
+    "agent",
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -166,7 +168,7 @@ Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # The official ConnectyCube JS SDK, installed by `npm ci` (package.json), served as
 # /static/vendor/connectycube/connectycube.min.js to the agent app; never copied into the repo.
-# `media.W001` warns when it is missing.
+# `agent.W001` warns when it is missing.
 CONNECTYCUBE_SDK_DIR = BASE_DIR / "node_modules" / "connectycube" / "dist"
 if CONNECTYCUBE_SDK_DIR.is_dir():
     STATICFILES_DIRS.append(("vendor/connectycube", CONNECTYCUBE_SDK_DIR))

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
 
-from media.connectycube.config import (
+from connectycube.config import (
     DEFAULT_API_URL,
     DEFAULT_CHAT_DOMAIN,
     DEFAULT_CHAT_URL,

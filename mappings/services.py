@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from media.connectycube.errors import ConnectyCubeError
-from media.connectycube.rest import RestClient
+from connectycube.errors import ConnectyCubeError
+from connectycube.rest import RestClient
 
 from . import sipuri
 from .models import SipMapping

@@ -28,7 +28,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from media.connectycube.signalling import IceCandidate
+from connectycube.signalling import IceCandidate
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class RemoteSession:
 
 
 class RemotePeer:
-    """A ConnectyCube call's media end on a worker (see `media.connectycube.peer.Peer`)."""
+    """A ConnectyCube call's media end on a worker (see `connectycube.peer.Peer`)."""
 
     def __init__(self, session: RemoteSession) -> None:
         self.session = session

@@ -18,11 +18,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiortc import RTCIceServer
 
-from media.connectycube.ice import remote_candidate
-from media.connectycube.signalling import IceCandidate
+from connectycube.ice import remote_candidate
+from connectycube.signalling import IceCandidate
 from media.control import HEARTBEAT_TTL_MS, SessionServer
 from media.rtp.socket import PortRange
-from media.session.session import MediaConfig, MediaSession
+from media.session.session import MediaSession, SessionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ class WorkerHost:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def media_config(self, prefer_opus: bool) -> MediaConfig:
+    def media_config(self, prefer_opus: bool) -> SessionConfig:
         c = self.config
-        return MediaConfig(
+        return SessionConfig(
             rtp_host=c.rtp_host,
             rtp_advertised_host=c.rtp_advertised_host,
             rtp_ports=PortRange(c.rtp_port_min, c.rtp_port_max),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL_PACKAGES = ["media.connectycube", "calls.ami", "media.sip", "media.rtp", "media.session"]
+PROTOCOL_PACKAGES = ["connectycube", "calls.ami", "sip", "media.rtp", "media.session"]
 PURE_MODULES = ["mappings.sipuri", "media.control", "calls.numbers"]
 
 

@@ -31,7 +31,7 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 from pyee.asyncio import AsyncIOEventEmitter
 
-from media.connectycube.ice import add_trickle_option, apply_host_addresses
+from connectycube.ice import add_trickle_option, apply_host_addresses
 from media.rtp import g711
 from media.rtp.dtmf import DtmfDetector, digit_event, event_packets
 from media.rtp.sdp import (
@@ -84,7 +84,7 @@ class Mode(enum.Enum):
 
 
 @dataclass
-class MediaConfig:
+class SessionConfig:
     """Where the session binds and what it negotiates; one per worker, shared by its sessions."""
 
     rtp_host: str = "127.0.0.1"
@@ -134,7 +134,7 @@ class MediaSession(AsyncIOEventEmitter):
     Events: ``statechange`` (after `state` changes), ``dtmf`` (digit).
     """
 
-    def __init__(self, config: MediaConfig, *,
+    def __init__(self, config: SessionConfig, *,
                  on_dtmf: Callable[[str], None] | None = None) -> None:
         super().__init__()
         check_hooks()

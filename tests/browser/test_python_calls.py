@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
-from media.connectycube.call import CallConfig, CallState, P2PCall
-from media.connectycube.client import ConnectyCubeAccount
-from media.connectycube.config import AppConfig
-from media.connectycube.errors import AuthError
-from media.connectycube.signalling import CallType
+from connectycube.call import CallConfig, P2PCall, P2PCallState
+from connectycube.client import ConnectyCubeAccount
+from connectycube.config import AppConfig
+from connectycube.errors import AuthError
+from connectycube.signalling import CallType
 from tests.connectycube.tones import ToneTrack, dominant_frequency, record
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -116,7 +116,7 @@ async def test_it_rings_the_agent_and_carries_tones_both_ways(web_role, launch_a
     received = dominant_frequency(await record(await asyncio.wait_for(track, 20), 1.0))
     assert abs(received - BROWSER_TONE) <= 10, received
     assert abs(await ana.remote_frequency(PYTHON_TONE) - PYTHON_TONE) <= 15
-    assert call.state == CallState.CONNECTED
+    assert call.state == P2PCallState.CONNECTED
 
     hung_up = future_event(call, "hung_up")
     await ana.page.click("#hangup-button")

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 from aiohttp import WSMsgType, web
 
-from media.connectycube.stanza import bare_jid
-from media.sandbox.xmpp_stream import XmppStream
+from connectycube.stanza import bare_jid
+from sandbox.xmpp_stream import XmppStream
 
 DOMAIN = "localhost"
 APP_ID = 1

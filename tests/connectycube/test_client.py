@@ -1,4 +1,4 @@
-"""Tests for media.connectycube.client and call: two accounts calling through a real server.
+"""Tests for connectycube.client and call: two accounts calling through a real server.
 
 Media runs over aiortc on loopback; the tone each side sends is found by FFT on the other side.
 """
@@ -9,11 +9,11 @@ import asyncio
 
 import pytest
 
-from media.connectycube.call import CallConfig, CallState, P2PCall
-from media.connectycube.client import ConnectyCubeAccount
-from media.connectycube.config import AppConfig
-from media.connectycube.errors import AuthError
-from media.connectycube.signalling import CallType, SignalType, decode_message
+from connectycube.call import CallConfig, P2PCall, P2PCallState
+from connectycube.client import ConnectyCubeAccount
+from connectycube.config import AppConfig
+from connectycube.errors import AuthError
+from connectycube.signalling import CallType, SignalType, decode_message
 from tests.connectycube.server import APP_ID, AUTH_KEY, DOMAIN, CubeServer
 from tests.connectycube.tones import ToneTrack, dominant_frequency, record
 
@@ -66,7 +66,7 @@ async def test_it_places_an_audio_call_with_tones_both_ways(server):
                                         setup=alice_setup)
         call = await asyncio.wait_for(incoming.get(), 10)
         assert call.user_info == {"callerName": "Alice"}
-        assert call.peer_id == 1001 and call.state == CallState.RINGING
+        assert call.peer_id == 1001 and call.state == P2PCallState.RINGING
         call.pc.addTrack(ToneTrack(880))
         tracks: dict[str, asyncio.Future] = {
             "alice": asyncio.get_running_loop().create_future(),
@@ -86,7 +86,7 @@ async def test_it_places_an_audio_call_with_tones_both_ways(server):
         )
         assert abs(received["bob"] - 440) < 10, received
         assert abs(received["alice"] - 880) < 10, received
-        assert out.state == call.state == CallState.CONNECTED
+        assert out.state == call.state == P2PCallState.CONNECTED
         # The offer and answer both advertised trickle, and candidates followed as iceCandidates.
         assert "a=ice-options:trickle" in signals(server, "call")[0].signal.sdp
         assert "a=ice-options:trickle" in signals(server, "accept")[0].signal.sdp
@@ -209,7 +209,7 @@ async def test_it_carries_several_calls_per_account(server):
         await asyncio.wait_for(asyncio.gather(*connected), 20)
         await calls[second.session_id].hangup()
         await asyncio.wait_for(second.wait_closed(), 10)
-        assert first.state == CallState.CONNECTED
+        assert first.state == P2PCallState.CONNECTED
     finally:
         await alice.close()
         await bob.close()

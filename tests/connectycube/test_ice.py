@@ -1,17 +1,17 @@
-"""Tests for media.connectycube.ice (SDP munging, candidate extraction, host addresses)."""
+"""Tests for connectycube.ice (SDP munging, candidate extraction, host addresses)."""
 
 from __future__ import annotations
 
 import pytest
 from aiortc import RTCPeerConnection
 
-from media.connectycube.ice import (
+from connectycube.ice import (
     add_trickle_option,
     apply_host_addresses,
     remote_candidate,
     sdp_candidates,
 )
-from media.connectycube.signalling import IceCandidate
+from connectycube.signalling import IceCandidate
 
 SDP = "\r\n".join([
     "v=0", "o=- 1 2 IN IP4 0.0.0.0", "s=-", "t=0 0",

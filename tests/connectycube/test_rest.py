@@ -1,4 +1,4 @@
-"""Tests for media.connectycube.rest against a real local aiohttp server."""
+"""Tests for connectycube.rest against a real local aiohttp server."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import socket
 import pytest
 from aiohttp import web
 
-from media.connectycube.config import AppConfig
-from media.connectycube.errors import (
+from connectycube.config import AppConfig
+from connectycube.errors import (
     AuthError,
     ConnectyCubeTimeout,
     ConnectyCubeUnavailable,
     SessionExpired,
 )
-from media.connectycube.rest import RestClient, Session, session_body, sign, signature_string
+from connectycube.rest import RestClient, Session, session_body, sign, signature_string
 
 MISSING = {"errors": {"base": ["Required session does not exist"]}}
 
@@ -243,7 +243,7 @@ def test_it_builds_the_legacy_signature_string():
 
 def test_it_signs_the_body_it_sends():
     app = AppConfig(app_id=1, auth_key="AbC", auth_secret="authsecret")
-    from media.connectycube.rest import _Credentials
+    from connectycube.rest import _Credentials
 
     body = session_body(app, _Credentials("john", None, "secret"), nonce=1234,
                         timestamp=1544010993)

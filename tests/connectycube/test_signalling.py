@@ -1,4 +1,4 @@
-"""Tests for media.connectycube.signalling, using the SDK's literal stanzas as fixtures."""
+"""Tests for connectycube.signalling, using the SDK's literal stanzas as fixtures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from media.connectycube.signalling import (
+from connectycube.signalling import (
     CallType,
     IceCandidate,
     Signal,

@@ -1,4 +1,4 @@
-"""Tests for media.connectycube.xmpp against a real WebSocket server running the sandbox stream."""
+"""Tests for connectycube.xmpp against a real WebSocket server running the sandbox stream."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from media.connectycube.errors import AuthError, ConnectyCubeUnavailable
-from media.connectycube.xmpp import ChatNotConnected, ChatState, XmppClient
+from connectycube.errors import AuthError, ConnectyCubeUnavailable
+from connectycube.xmpp import ChatNotConnected, ChatState, XmppClient
 from tests.connectycube.server import APP_ID, DOMAIN, CubeServer
 
 USERS = {"alice": ("alicepass", 1001), "bob": ("bobpass", 1002)}

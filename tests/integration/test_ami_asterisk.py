@@ -9,7 +9,7 @@ import pytest
 from panoramisk import Manager
 
 from calls.ami import AmiClient, AmiTimeout, ChannelGone, OriginateReason
-from media.sip.endpoint import SipEndpoint
+from sip.endpoint import SipEndpoint
 from tests.fixtures.lab import wait_trunk_available
 from tests.lab.asterisk import AsteriskLab
 from tests.lab.eventlog import EventLog

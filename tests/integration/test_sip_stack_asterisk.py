@@ -1,4 +1,4 @@
-"""The media.sip stack as the ccbridge trunk of the real Asterisk 22 lab (interop, not the edge).
+"""The sip stack as the ccbridge trunk of the real Asterisk 22 lab (interop, not the edge).
 
 A SIPp phone (1001) dials ``vendas``; Asterisk rings PJSIP/vendas@ccbridge,
 which is a minimal UA on our stack listening on the lab's bridge port. It
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from media.sip import Dialog, ServerInvite, SipEndpoint, Timers, audio_offer
-from media.sip.message import SipRequest
+from sip import Dialog, ServerInvite, SipEndpoint, Timers, audio_offer
+from sip.message import SipRequest
 from tests.lab.asterisk import AsteriskLab
 from tests.lab.sipp import Sipp, free_udp_port
 

@@ -12,7 +12,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from media.connectycube.ice import apply_host_addresses
+from connectycube.ice import apply_host_addresses
 from media.rtp import g711
 from media.rtp.dtmf import event_packets
 from media.rtp.packet import build_rtp, parse_header

@@ -12,7 +12,7 @@ import pytest
 from media.rtp import g711
 from media.rtp.sdp import parse_audio
 from media.rtp.socket import PortRange
-from media.session.session import MediaConfig, MediaSession, Mode, SessionState
+from media.session.session import MediaSession, Mode, SessionConfig, SessionState
 
 from .peers import (
     LOOPBACK,
@@ -28,8 +28,8 @@ APP_HZ = 440.0
 FRAMES = 60  # 1.2 s of audio each way
 
 
-def config(**extra) -> MediaConfig:
-    return MediaConfig(rtp_ports=PortRange(30000, 39999), host_addresses=LOOPBACK, **extra)
+def config(**extra) -> SessionConfig:
+    return SessionConfig(rtp_ports=PortRange(30000, 39999), host_addresses=LOOPBACK, **extra)
 
 
 class Call:

@@ -26,7 +26,7 @@ USERS = {"alice": ("alicepass", 1001), "bob": ("bobpass", 1002), "carol": ("caro
 
 SEED = f"""
 from mappings.models import ConnectyCubeApp
-from media.sandbox.models import SandboxUser
+from sandbox.models import SandboxUser
 ConnectyCubeApp.objects.create(name="Sandbox", app_id={APP_ID}, auth_key="{AUTH_KEY}",
     chat_domain="{DOMAIN}")
 for login, (password, uid) in {USERS!r}.items():

@@ -9,11 +9,11 @@ import asyncio
 
 import pytest
 
-from media.connectycube.call import CallConfig, CallState, P2PCall
-from media.connectycube.client import ConnectyCubeAccount
-from media.connectycube.config import AppConfig
-from media.connectycube.errors import AuthError
-from media.connectycube.signalling import CallType
+from connectycube.call import CallConfig, P2PCall, P2PCallState
+from connectycube.client import ConnectyCubeAccount
+from connectycube.config import AppConfig
+from connectycube.errors import AuthError
+from connectycube.signalling import CallType
 from tests.connectycube.tones import ToneTrack, dominant_frequency, record
 from tests.sandbox.conftest import APP_ID, AUTH_KEY, DOMAIN, USERS
 
@@ -63,7 +63,7 @@ async def test_it_carries_tones_both_ways(pair):
     )
     assert abs(dominant_frequency(heard_by_bob) - 440) < 10
     assert abs(dominant_frequency(heard_by_alice) - 880) < 10
-    assert out.state == call.state == CallState.CONNECTED
+    assert out.state == call.state == P2PCallState.CONNECTED
     hung_up = future()
     out.on("hung_up", lambda uid, info: hung_up.set_result((uid, info)))
     await call.hangup({"reason": "done"})

@@ -8,7 +8,7 @@ import base64
 import aiohttp
 import pytest
 
-from media.connectycube.xmpp import XmppClient
+from connectycube.xmpp import XmppClient
 from tests.sandbox.conftest import APP_ID, AUTH_KEY, DOMAIN
 
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from media.sandbox.admin import SandboxUserForm
-from media.sandbox.models import SandboxSession, SandboxUser
+from sandbox.admin import SandboxUserForm
+from sandbox.models import SandboxSession, SandboxUser
 
 pytestmark = pytest.mark.django_db
 

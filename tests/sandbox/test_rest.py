@@ -7,11 +7,11 @@ import asyncio
 import aiohttp
 import pytest
 
-from media.connectycube.config import AppConfig
-from media.connectycube.errors import AuthError, SessionExpired
-from media.connectycube.rest import RestClient
-from media.connectycube.signalling import decode_message
-from media.connectycube.xmpp import XmppClient
+from connectycube.config import AppConfig
+from connectycube.errors import AuthError, SessionExpired
+from connectycube.rest import RestClient
+from connectycube.signalling import decode_message
+from connectycube.xmpp import XmppClient
 from tests.sandbox.conftest import APP_ID, AUTH_KEY, DOMAIN
 
 MISSING = {"errors": {"base": ["Required session does not exist"]}}

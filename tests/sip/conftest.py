@@ -1,4 +1,4 @@
-"""Fixtures for the media.sip conformance tests: short timers, an endpoint, raw peers."""
+"""Fixtures for the sip conformance tests: short timers, an endpoint, raw peers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from media.sip import SipEndpoint, Timers
+from sip import SipEndpoint, Timers
 from tests.sip.peer import Peer
 
 # 64*T1 = 1.28 s: every "gives up" path finishes fast.

@@ -1,11 +1,11 @@
-"""A scripted SIP peer on a raw UDP socket, for conformance tests of media.sip."""
+"""A scripted SIP peer on a raw UDP socket, for conformance tests of sip."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 
-from media.sip.message import SipRequest, SipResponse, parse
+from sip.message import SipRequest, SipResponse, parse
 
 Addr = tuple[str, int]
 

@@ -1,11 +1,11 @@
-"""media.sip.digest against the RFC 2617 §3.5 worked example and RFC 7616 algorithms."""
+"""sip.digest against the RFC 2617 §3.5 worked example and RFC 7616 algorithms."""
 
 from __future__ import annotations
 
 import pytest
 
-from media.sip.digest import Challenge, Credentials, authorization
-from media.sip.message import SipParseError
+from sip.digest import Challenge, Credentials, authorization
+from sip.message import SipParseError
 
 
 def test_it_matches_the_rfc_2617_example() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from media.sip import SipEndpoint
-from media.sip.message import MAX_MESSAGE_SIZE
+from sip import SipEndpoint
+from sip.message import MAX_MESSAGE_SIZE
 from tests.sip.peer import Peer, sdp
 
 

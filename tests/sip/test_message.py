@@ -1,10 +1,10 @@
-"""media.sip.message: strict parsing, serialising and response building."""
+"""sip.message: strict parsing, serialising and response building."""
 
 from __future__ import annotations
 
 import pytest
 
-from media.sip.message import (
+from sip.message import (
     Address,
     SipParseError,
     SipRequest,

@@ -1,10 +1,10 @@
-"""media.sip.sdp: parse/serialise and RFC 3264 direction mirroring."""
+"""sip.sdp: parse/serialise and RFC 3264 direction mirroring."""
 
 from __future__ import annotations
 
 import pytest
 
-from media.sip.sdp import SessionDescription, answer_sdp, audio_offer, mirror_direction
+from sip.sdp import SessionDescription, answer_sdp, audio_offer, mirror_direction
 
 ASTERISK_OFFER = (
     "v=0\r\no=- 1838203934 1838203936 IN IP4 127.0.0.1\r\ns=Asterisk\r\nc=IN IP4 127.0.0.1\r\n"

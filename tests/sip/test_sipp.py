@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from media.sip import Dialog, DialogState, IncomingCallState, ServerInvite, SipEndpoint
-from media.sip.message import SipRequest
+from sip import Dialog, DialogState, IncomingCallState, ServerInvite, SipEndpoint
+from sip.message import SipRequest
 from tests.fixtures.prereq import require
 from tests.lab.sipp import Sipp, SippProcess, SippResult, free_udp_port
 from tests.sip.peer import OUR_SDP

@@ -1,10 +1,10 @@
-"""media.sip.transaction: the four state machines, driven directly (timers fired by hand)."""
+"""sip.transaction: the four state machines, driven directly (timers fired by hand)."""
 
 from __future__ import annotations
 
-from media.sip.message import SipRequest, make_response, parse
-from media.sip.timers import Timers
-from media.sip.transaction import (
+from sip.message import SipRequest, make_response, parse
+from sip.timers import Timers
+from sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     ServerInviteTransaction,

@@ -7,14 +7,14 @@ import hashlib
 
 import pytest
 
-from media.sip import (
+from sip import (
     CallFailed,
     Credentials,
     DialogState,
     OutgoingCallState,
     SipEndpoint,
 )
-from media.sip.message import SipRequest
+from sip.message import SipRequest
 from tests.sip.peer import OUR_SDP, Peer, sdp
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from media.sip import Dialog, DialogState, IncomingCallState, ServerInvite, SipEndpoint
-from media.sip.errors import SipStatusError
-from media.sip.message import SipRequest, SipResponse
+from sip import Dialog, DialogState, IncomingCallState, ServerInvite, SipEndpoint
+from sip.errors import SipStatusError
+from sip.message import SipRequest, SipResponse
 from tests.sip.peer import OUR_SDP, Peer, sdp
 
 
