@@ -417,8 +417,8 @@ class BridgeWorker:
         return offers
 
     async def answers(self, answers: list[tuple[int, str]]) -> None:
-        from media.rtp.sdp import PCMU
         from media.session.session import SessionState
+        from sip.sdp import PCMU
 
         for session, (phone_port, answer) in zip(self.sessions, answers, strict=True):
             await session.set_rtp_remote(("127.0.0.1", phone_port), "sendrecv", PCMU)

@@ -17,8 +17,8 @@ from connectycube.config import (
     DEFAULT_CHAT_URL,
     AppConfig,
 )
+from sip.uri import InvalidSipUri, SipUri, normalise
 
-from . import sipuri
 from .fields import EncryptedSecretField
 
 
@@ -180,15 +180,15 @@ class SipMapping(models.Model):
 
     def clean(self) -> None:
         try:
-            self.sip_uri = sipuri.normalise(self.sip_uri)
-        except sipuri.InvalidSipUri as exc:
-            # sipuri is Django-free, so its detail stays English inside a translated sentence.
+            self.sip_uri = normalise(self.sip_uri)
+        except InvalidSipUri as exc:
+            # sip.uri is Django-free, so its detail stays English inside a translated sentence.
             message = _("Enter a SIP URI such as sip:vendas@empresa.com (%(error)s).")
             raise ValidationError({"sip_uri": message % {"error": exc}}) from None
 
     def save(self, *args: object, **kwargs: object) -> None:
         # Normalise here too, so that code paths without full_clean() keep the key unique.
-        uri = sipuri.parse(self.sip_uri)
+        uri = SipUri.from_header(self.sip_uri).normalised()
         self.sip_uri = str(uri)
         self.sip_user = uri.user
         super().save(*args, **kwargs)

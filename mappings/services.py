@@ -10,8 +10,8 @@ from django.utils.translation import gettext as _
 
 from connectycube.errors import ConnectyCubeError
 from connectycube.rest import RestClient
+from sip.uri import InvalidSipUri, SipUri, channel_endpoint
 
-from . import sipuri
 from .models import SipMapping
 
 logger = logging.getLogger(__name__)
@@ -26,12 +26,12 @@ def find_by_sip_uri(value: str) -> SipMapping | None:
     channel name (`PJSIP/vendas-00000001`) carries no host at all.
     Disabled mappings are returned too; the caller decides (480 vs 404).
     """
-    endpoint = sipuri.channel_endpoint(value)
+    endpoint = channel_endpoint(value)
     if endpoint is not None:
         return _unique_by_user(endpoint)
     try:
-        uri = sipuri.parse(value)
-    except sipuri.InvalidSipUri:
+        uri = SipUri.from_header(value).normalised()
+    except InvalidSipUri:
         text = value.strip().lower()
         # A bare extension or user name ("vendas").
         return _unique_by_user(text) if text and "@" not in text and ":" not in text else None

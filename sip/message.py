@@ -1,7 +1,8 @@
 """Parse and serialise SIP messages (RFC 3261 §7, §20, §25), strictly and with limits.
 
 Only what a UDP user agent needs: start lines, ordered headers with compact
-forms expanded, Via, name-addr/URI, CSeq and a Content-Length-checked body.
+forms expanded, Via, CSeq and a Content-Length-checked body; URIs and name-addr
+are in ``sip.uri``.
 ``parse()`` raises ``SipParseError`` (a ``ValueError``) on anything malformed.
 """
 
@@ -11,6 +12,15 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+
+from .uri import (
+    Address,
+    SipParseError,
+    format_hostport,
+    format_params,
+    parse_params,
+    split_hostport,
+)
 
 SIP_VERSION = "SIP/2.0"
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: marks RFC 3261 branch ids
@@ -48,10 +58,6 @@ _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) (.*)$")
 _REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
 _VIA = re.compile(r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$")
-
-
-class SipParseError(ValueError):
-    """The bytes are not a well-formed SIP message (or break a limit)."""
 
 
 def new_branch() -> str:
@@ -104,121 +110,6 @@ def split_list(value: str) -> list[str]:
     if tail:
         parts.append(tail)
     return [p for p in parts if p]
-
-
-def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ``;a=b;c`` into an ordered dict (names lower-cased)."""
-    params: dict[str, str | None] = {}
-    for item in text.split(";"):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        params[name.strip().lower()] = value.strip() if sep else None
-    return params
-
-
-def format_params(params: dict[str, str | None]) -> str:
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
-
-
-def split_hostport(text: str) -> tuple[str, int | None]:
-    """Split ``host[:port]`` (IPv6 in brackets); raise SipParseError on a bad port."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SipParseError(f"bad IPv6 reference: {text!r}")
-        host, rest = text[1:end], text[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise SipParseError(f"bad host:port: {text!r}")
-        port_text = rest[1:] if rest else ""
-    else:
-        host, _, port_text = text.partition(":")
-    if not host:
-        raise SipParseError(f"empty host in {text!r}")
-    if not port_text:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise SipParseError(f"bad port in {text!r}")
-    return host, int(port_text)
-
-
-def format_hostport(host: str, port: int | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port is None else f"{shown}:{port}"
-
-
-@dataclass
-class SipUri:
-    """A sip: or sips: URI (RFC 3261 §19.1)."""
-
-    host: str
-    user: str | None = None
-    port: int | None = None
-    scheme: str = "sip"
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> SipUri:
-        text = text.strip()
-        scheme, sep, rest = text.partition(":")
-        scheme = scheme.lower()
-        if not sep or scheme not in ("sip", "sips"):
-            raise SipParseError(f"not a sip URI: {text!r}")
-        rest, _, headers = rest.partition("?")
-        userinfo, at, hostpart = rest.rpartition("@")
-        user = userinfo.partition(":")[0] if at else None
-        hostport, _, params = hostpart.partition(";")
-        host, port = split_hostport(hostport)
-        return cls(host=host, user=user or None, port=port, scheme=scheme,
-                   params=parse_params(params), headers=headers)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """Return where to send to this URI (no DNS: hosts are used as given)."""
-        default = 5061 if self.scheme == "sips" else 5060
-        return self.host, self.port or default
-
-    def __str__(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        headers = f"?{self.headers}" if self.headers else ""
-        return (f"{self.scheme}:{user}{format_hostport(self.host, self.port)}"
-                f"{format_params(self.params)}{headers}")
-
-
-@dataclass
-class Address:
-    """A name-addr or addr-spec with header parameters (From, To, Contact, Route)."""
-
-    uri: SipUri
-    display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Address:
-        text = text.strip()
-        if "<" in text:
-            before, _, rest = text.partition("<")
-            inner, closed, after = rest.partition(">")
-            if not closed:
-                raise SipParseError(f"unclosed '<' in {text!r}")
-            display = before.strip().strip('"').strip() or None
-            return cls(SipUri.parse(inner), display, parse_params(after))
-        # addr-spec: RFC 3261 §20.10, parameters after ';' belong to the header.
-        spec, _, params = text.partition(";")
-        return cls(SipUri.parse(spec), None, parse_params(params))
-
-    @property
-    def tag(self) -> str | None:
-        return self.params.get("tag")
-
-    def with_tag(self, tag: str) -> Address:
-        return Address(self.uri, self.display, {**self.params, "tag": tag})
-
-    def __str__(self) -> str:
-        display = f'"{self.display}" ' if self.display else ""
-        return f"{display}<{self.uri}>{format_params(self.params)}"
 
 
 @dataclass

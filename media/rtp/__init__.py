@@ -1,1 +1,1 @@
-"""Django-free RTP for the SIP leg: packets, RFC 4733 DTMF, statistics, SDP and the UDP endpoint."""
+"""Django-free RTP for the SIP leg: packets, RFC 4733 DTMF, statistics and the UDP endpoint."""

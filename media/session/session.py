@@ -10,7 +10,6 @@ The session never decides when a call ends: it reports state changes, and its ow
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import fractions
 import logging
@@ -33,35 +32,34 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from connectycube.ice import add_trickle_option, apply_host_addresses
 from media.rtp import g711
-from media.rtp.dtmf import DtmfDetector, digit_event, event_packets
-from media.rtp.sdp import (
+from media.rtp.dtmf import DtmfDetector
+from media.rtp.socket import PortRange, RtpEndpoint, Timeline
+from sip.sdp import (
     AUDIO_CODECS,
+    DIRECTIONS,
     NULL_HOSTS,
-    REVERSE,
     TELEPHONE_EVENT,
     AudioDescription,
     Codec,
     SdpWriter,
     choose_codec,
+    mirror_direction,
     parse_audio,
 )
-from media.rtp.socket import PortRange, RtpEndpoint, Timeline
 
+from .dtmf import DTMF_DURATION_MS, DtmfSender
 from .fastpath import FastPath
 from .hooks import EncodedTrack, check_hooks, tap_receiver
+from .stats import rtp_leg_stats, webrtc_leg_stats
 from .transcode import (
     DEFAULT_OPUS_BITRATE,
     DEFAULT_OPUS_COMPLEXITY,
-    OPUS_CLOCK,
     OpusToPhone,
     PhoneToOpus,
 )
 
 logger = logging.getLogger(__name__)
 
-DTMF_STEP = 160  # one telephone-event update per 20 ms at 8 kHz
-DTMF_DURATION_MS = 100
-DTMF_GAP_MS = 60
 OPUS_FRAME = 960  # 20 ms at the Opus RTP clock
 PASSTHROUGH_NAMES = ("PCMU", "PCMA", "G722")
 
@@ -159,13 +157,7 @@ class MediaSession(AsyncIOEventEmitter):
         self._phone_timeline = Timeline()
         self._to_opus: PhoneToOpus | None = None
         self._from_opus: OpusToPhone | None = None
-        self._dtmf_task: asyncio.Task[None] | None = None
-        self._dtmf_exited = asyncio.Event()
-        self._dtmf_exited.set()
-        self._dtmf_queue: asyncio.Queue[str] = asyncio.Queue()
-        self._dtmf_playing = False
-        self._dtmf_duration = DTMF_DURATION_MS * 8
-        self._telephone_event_pt: int | None = None
+        self._dtmf_sender = DtmfSender(self.rtp)
         self.dtmf_received: list[str] = []
         self.relay_errors = 0
         self.started_at = time.monotonic()
@@ -223,13 +215,13 @@ class MediaSession(AsyncIOEventEmitter):
             host, port = remote
             chosen, description, event = codec, None, self.config.telephone_event
         self.phone = description
-        if direction not in REVERSE:
+        if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self.phone_direction = direction
-        self._telephone_event_pt = event.payload_type if event else None
+        self._dtmf_sender.payload_type = event.payload_type if event else None
         if port:
             self.rtp.set_remote(host, port)
-        ours = REVERSE[direction]
+        ours = mirror_direction(direction)
         self.rtp.set_direction(ours)
         if self.phone_codec is None or chosen.name != self.phone_codec.name \
                 or chosen.payload_type != self.phone_codec.payload_type:
@@ -241,7 +233,7 @@ class MediaSession(AsyncIOEventEmitter):
 
     def set_hold(self, direction: str) -> None:
         """Apply our direction towards the phone without a new SDP (sendonly: we only send)."""
-        if direction not in REVERSE:
+        if direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}")
         self.rtp.set_direction(direction)
 
@@ -351,7 +343,7 @@ class MediaSession(AsyncIOEventEmitter):
     def _on_phone_packet(self, payload_type: int, marker: int, seq: int, timestamp: int,
                          ssrc: int, payload: bytes, arrival: float) -> None:
         phone = self.phone_codec
-        if payload_type == self._telephone_event_pt:
+        if payload_type == self._dtmf_sender.payload_type:
             try:
                 self._dtmf.feed(ssrc, timestamp, payload)
             except ValueError:
@@ -375,7 +367,7 @@ class MediaSession(AsyncIOEventEmitter):
 
     def _on_app_packet(self, payload_type: int, marker: int, seq: int, timestamp: int, ssrc: int,
                        payload: bytes) -> None:
-        if self._dtmf_playing or not self.rtp.sending:
+        if self._dtmf_sender.playing or not self.rtp.sending:
             return
         phone = self.phone_codec
         mode = self.mode
@@ -406,93 +398,18 @@ class MediaSession(AsyncIOEventEmitter):
     async def send_dtmf(self, digits: str, duration_ms: int = DTMF_DURATION_MS) -> None:
         """Queue RFC 4733 digits towards the phone; raise ValueError for a non-DTMF character."""
         self._check_open()
-        for digit in digits:
-            digit_event(digit)  # validates before anything is queued
-        if self._telephone_event_pt is None:
-            raise ValueError("the phone did not negotiate telephone-event")
-        for digit in digits:
-            self._dtmf_queue.put_nowait(digit)
-        self._dtmf_duration = duration_ms * 8
-        if self._dtmf_task is None:
-            self._dtmf_exited.clear()
-            self._dtmf_task = asyncio.ensure_future(self._run_dtmf())
+        self._dtmf_sender.send(digits, duration_ms)
 
     async def wait_dtmf_sent(self) -> None:
         """Return once every queued digit has been sent."""
-        await self._dtmf_queue.join()
-
-    async def _run_dtmf(self) -> None:
-        try:
-            while True:
-                digit = await self._dtmf_queue.get()
-                try:
-                    await self._play_digit(digit)
-                finally:
-                    self._dtmf_queue.task_done()
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # we *need* to set the exit event, or close() hangs
-            logger.exception("MediaSession(%s) DTMF sender failed", id(self))
-        finally:
-            self._dtmf_playing = False
-            self._dtmf_exited.set()
-
-    async def _play_digit(self, digit: str) -> None:
-        stream = self.rtp.stream
-        self._dtmf_playing = True
-        start = stream.advance(0)
-        try:
-            for event, marker in event_packets(digit, self._dtmf_duration, DTMF_STEP):
-                self.rtp.send(self._telephone_event_pt, bytes(event), start, int(marker))
-                await asyncio.sleep(DTMF_STEP / 8000)
-        finally:
-            stream.advance(self._dtmf_duration)
-            stream.resplice()
-            self._dtmf_playing = False
-        await asyncio.sleep(DTMF_GAP_MS / 1000)
+        await self._dtmf_sender.wait_sent()
 
     # stats
 
     async def get_stats(self) -> dict[str, Any]:
         """Return per-leg figures: codec, packets and bytes each way, loss and jitter."""
-        received = self.rtp.received
-        rtp = {
-            "codec": self.phone_codec.name if self.phone_codec else None,
-            "local": (self.rtp.host, self.rtp.port),
-            "remote": self.rtp.remote,
-            "direction": self.phone_direction,
-            "ssrc": self.rtp.stream.ssrc,
-            "packets_sent": self.rtp.sent.packets,
-            "bytes_sent": self.rtp.sent.bytes,
-            "packets_received": received.packets,
-            "bytes_received": received.bytes,
-            "packets_lost": received.lost,
-            "jitter_ms": received.jitter_ms,
-            "dtmf_received": len(self.dtmf_received),
-        }
-        webrtc: dict[str, Any] = {
-            "codec": self.webrtc_codec,
-            "state": self.pc.connectionState,
-            "packets_sent": 0, "bytes_sent": 0,
-            "packets_received": 0, "packets_lost": 0, "jitter_ms": 0.0,
-        }
-        fast = self._fast
-        if fast is not None:
-            # Once the fast path carries the stream, aiortc's receive counters stop moving (its
-            # send counters go on: the fast path keeps them for the RTCP sender reports).
-            webrtc["packets_received"] = fast.received.packets
-            webrtc["packets_lost"] = max(0, fast.received.lost)
-            webrtc["jitter_ms"] = fast.received.jitter_ms
-        if self.pc.connectionState != "closed":
-            clock = OPUS_CLOCK if self.webrtc_codec == "opus" else 8000
-            for stats in (await self.pc.getStats()).values():
-                if stats.type == "outbound-rtp":
-                    webrtc["packets_sent"] += stats.packetsSent
-                    webrtc["bytes_sent"] += stats.bytesSent
-                elif stats.type == "inbound-rtp":
-                    webrtc["packets_received"] += stats.packetsReceived
-                    webrtc["packets_lost"] += stats.packetsLost
-                    webrtc["jitter_ms"] = max(webrtc["jitter_ms"], 1000 * stats.jitter / clock)
+        rtp = rtp_leg_stats(self.rtp, self.phone_codec, self.phone_direction, len(self.dtmf_received))
+        webrtc = await webrtc_leg_stats(self.pc, self.webrtc_codec, self._fast)
         return {"mode": self.mode.value, "state": self.state.value, "rtp": rtp,
                 "webrtc": webrtc, "track_dropped": self.track.dropped,
                 "relay_errors": self.relay_errors}
@@ -508,10 +425,7 @@ class MediaSession(AsyncIOEventEmitter):
         if self.state == SessionState.CLOSED:
             return
         self._set_state(SessionState.CLOSED)
-        if self._dtmf_task is not None:
-            self._dtmf_task.cancel()
-            await self._dtmf_exited.wait()
-            self._dtmf_task = None
+        await self._dtmf_sender.stop()
         if self._fast is not None:
             self._fast.stop()
         self.rtp.close()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from media.rtp import g711
-from media.rtp.sdp import parse_audio
 from media.rtp.socket import PortRange
 from media.session.session import MediaSession, Mode, SessionConfig, SessionState
+from sip.sdp import parse_audio
 
 from .peers import (
     LOOPBACK,

@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sip.message import (
-    Address,
     SipParseError,
     SipRequest,
     SipResponse,
-    SipUri,
     Via,
     make_response,
     parse,
@@ -79,18 +77,6 @@ def test_it_rejects_malformed_messages(data: bytes) -> None:
 def test_it_rejects_bad_vias(text: str) -> None:
     with pytest.raises(SipParseError):
         Via.parse(text)
-
-
-def test_uris_and_addresses_round_trip() -> None:
-    uri = SipUri.parse("sip:vendas@empresa.com:5080;transport=udp;lr?subject=x")
-    assert (uri.user, uri.host, uri.port, uri.params) == (
-        "vendas", "empresa.com", 5080, {"transport": "udp", "lr": None})
-    assert str(uri) == "sip:vendas@empresa.com:5080;transport=udp;lr?subject=x"
-    address = Address.parse("sip:1001@127.0.0.1;tag=xyz")  # addr-spec: the tag is a header param
-    assert address.tag == "xyz" and address.uri.params == {}
-    assert str(address.with_tag("new")) == "<sip:1001@127.0.0.1>;tag=new"
-    with pytest.raises(SipParseError):
-        SipUri.parse("tel:+351210000000")
 
 
 def test_split_list_respects_quotes_and_brackets() -> None:

@@ -1,4 +1,4 @@
-"""Parse and serialise the SDP the edge needs (RFC 4566, offer/answer per RFC 3264).
+"""Parse and serialise whole SDP bodies (RFC 4566), the SIP stack's view of an offer or answer.
 
 Audio-centred: connection, m= lines with payload types, rtpmap, fmtp, ptime,
 direction and telephone-event. Lines this module does not model are kept in
@@ -7,22 +7,12 @@ order so that a parse/serialise round trip loses nothing.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
+from .codec import RFC3551_STATIC, Codec
+
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-# RFC 3264 §6.1: the answer's direction mirrors the offer's.
-_MIRROR = {"sendonly": "recvonly", "recvonly": "sendonly",
-           "inactive": "inactive", "sendrecv": "sendrecv"}
 MAX_SDP_LINES = 500
-
-
-def mirror_direction(direction: str) -> str:
-    """Return the answer direction for an offered one (sendonly <-> recvonly)."""
-    try:
-        return _MIRROR[direction]
-    except KeyError:
-        raise ValueError(f"unknown SDP direction: {direction!r}") from None
 
 
 def _connection_address(value: str) -> str:
@@ -33,25 +23,13 @@ def _connection_address(value: str) -> str:
 
 
 @dataclass
-class Rtpmap:
-    payload_type: int
-    encoding: str
-    clock_rate: int
-    channels: int | None = None
-
-    def __str__(self) -> str:
-        channels = f"/{self.channels}" if self.channels else ""
-        return f"{self.payload_type} {self.encoding}/{self.clock_rate}{channels}"
-
-
-@dataclass
 class MediaDescription:
     kind: str
     port: int
     proto: str
     formats: list[str]
     connection: str | None = None
-    rtpmap: dict[int, Rtpmap] = field(default_factory=dict)
+    rtpmap: dict[int, Codec] = field(default_factory=dict)
     fmtp: dict[int, str] = field(default_factory=dict)
     direction: str | None = None
     ptime: int | None = None
@@ -61,20 +39,17 @@ class MediaDescription:
     def payload_types(self) -> list[int]:
         return [int(f) for f in self.formats if f.isdigit()]
 
-    def codec(self, payload_type: int) -> Rtpmap | None:
-        """Return the rtpmap for a payload type, including static ones (RFC 3551)."""
+    def codec(self, payload_type: int) -> Codec | None:
+        """Return the format of a payload type, including static ones (RFC 3551)."""
         if payload_type in self.rtpmap:
             return self.rtpmap[payload_type]
-        static = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 18: ("G729", 8000)}
-        if payload_type in static:
-            return Rtpmap(payload_type, *static[payload_type])
-        return None
+        return RFC3551_STATIC.get(payload_type)
 
     def find(self, encoding: str, clock_rate: int | None = None) -> int | None:
         """Return the first payload type with that encoding name, or None."""
         for pt in self.payload_types:
             codec = self.codec(pt)
-            if codec and codec.encoding.lower() == encoding.lower() and (
+            if codec and codec.name.lower() == encoding.lower() and (
                 clock_rate is None or codec.clock_rate == clock_rate
             ):
                 return pt
@@ -92,7 +67,7 @@ class MediaDescription:
         out += [line for line in self.other if line[0] in "bik"]
         for pt in self.payload_types:
             if pt in self.rtpmap:
-                out.append(f"a=rtpmap:{self.rtpmap[pt]}")
+                out.append(self.rtpmap[pt].rtpmap)
             if pt in self.fmtp:
                 out.append(f"a=fmtp:{pt} {self.fmtp[pt]}")
         if self.ptime:
@@ -177,7 +152,7 @@ class SessionDescription:
             parts = codec.strip().split("/")
             pt = int(pt_text)
             channels = int(parts[2]) if len(parts) > 2 else None
-            media.rtpmap[pt] = Rtpmap(pt, parts[0], int(parts[1]), channels)
+            media.rtpmap[pt] = Codec(parts[0], pt, int(parts[1]), channels)
         elif media and name == "fmtp":
             pt_text, _, params = arg.partition(" ")
             media.fmtp[int(pt_text)] = params.strip()
@@ -219,50 +194,3 @@ class SessionDescription:
         for media in self.media:
             lines += media.lines()
         return "\r\n".join(lines) + "\r\n"
-
-
-def audio_offer(address: str, port: int, *, codecs: tuple[tuple[int, str, int], ...] = (
-        (0, "PCMU", 8000), (8, "PCMA", 8000)), telephone_event: int | None = 101,
-        direction: str = "sendrecv", session_id: int | None = None,
-        version: int = 1) -> SessionDescription:
-    """Build a one-stream audio SDP (also usable as an answer)."""
-    session_id = session_id or int(time.time())
-    family = "IP6" if ":" in address else "IP4"
-    media = MediaDescription("audio", port, "RTP/AVP", [str(pt) for pt, _, _ in codecs])
-    for pt, name, rate in codecs:
-        media.rtpmap[pt] = Rtpmap(pt, name, rate)
-    if telephone_event is not None:
-        media.formats.append(str(telephone_event))
-        media.rtpmap[telephone_event] = Rtpmap(telephone_event, "telephone-event", 8000)
-        media.fmtp[telephone_event] = "0-16"
-    media.direction = direction
-    return SessionDescription(
-        origin=f"ccbridge {session_id} {version} IN {family} {address}",
-        connection=address, media=[media],
-    )
-
-
-def answer_direction(offer: SessionDescription) -> str:
-    """Return the direction an answer to ``offer``'s audio stream should carry."""
-    audio = offer.audio
-    return mirror_direction(offer.media_direction(audio) if audio else "sendrecv")
-
-
-def answer_sdp(local: str, offer: str | None) -> str:
-    """Return ``local`` re-issued as the answer to ``offer``: same media, mirrored direction.
-
-    This is the default answer to a re-INVITE/UPDATE (Asterisk's direct-media
-    re-INVITE moves the far end; the local media stays). The origin version
-    goes up only when the SDP changes (RFC 3264 §8).
-    """
-    sdp = SessionDescription.parse(local)
-    if offer is None:
-        return local
-    direction = answer_direction(SessionDescription.parse(offer))
-    audio = sdp.audio
-    current = sdp.media_direction(audio) if audio else "sendrecv"
-    if audio is None or current == direction:
-        return local
-    audio.direction = direction
-    sdp.bump_version()
-    return str(sdp)

@@ -1,41 +1,21 @@
-"""The SIP leg's SDP: read the phone's audio offer or answer, choose codecs, write ours.
+"""Read the far end's audio stream and choose the codec: the media worker's view of an SDP.
 
 Only what a G.711 bridge needs: one audio stream, static payload types for PCMU/PCMA/G722 and a
-dynamic telephone-event. Anything unparseable raises ValueError with the offending line.
+dynamic telephone-event. Anything unparseable raises ValueError with the offending line. This
+reader is deliberately more lenient than ``SessionDescription.parse`` about the SDP around the
+audio stream (no v=0 needed, other streams skipped) and stricter about the stream itself (an IP
+address in c=, payload types below 128).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import time
 from dataclasses import dataclass, field
 
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-# What the far end's direction means for ours (RFC 3264 section 6.1).
-REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
-           "inactive": "inactive"}
+from .codec import AUDIO_CODECS, STATIC, Codec
+from .description import DIRECTIONS
 
-
-@dataclass(frozen=True)
-class Codec:
-    """An RTP payload format on the SIP leg; `clock_rate` is the RTP clock, not the sample rate."""
-
-    name: str
-    payload_type: int
-    clock_rate: int = 8000
-
-    @property
-    def rtpmap(self) -> str:
-        return f"a=rtpmap:{self.payload_type} {self.name}/{self.clock_rate}"
-
-
-PCMU = Codec("PCMU", 0)
-PCMA = Codec("PCMA", 8)
-G722 = Codec("G722", 9)  # RFC 3551: an 8000 Hz RTP clock for 16 kHz audio
-TELEPHONE_EVENT = Codec("telephone-event", 101)
-AUDIO_CODECS = (PCMU, PCMA, G722)
-STATIC = {c.payload_type: c for c in AUDIO_CODECS}
 # RFC 3264 section 8.4: a null connection address is the old way to put a stream on hold.
 NULL_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - compared against, never bound
 
@@ -142,45 +122,15 @@ def parse_audio(sdp: str) -> AudioDescription:
                             media["direction"] or session_direction, media["ptime"], other)
 
 
+class NoCommonCodec(ValueError):
+    """The far end offers no codec we support (SIP 488)."""
+
+
 def choose_codec(remote: AudioDescription, supported: tuple[Codec, ...] = AUDIO_CODECS
                  ) -> Codec:
-    """Pick the far end's most preferred codec that we also support; raise ValueError if none."""
+    """Pick the far end's most preferred codec that we also support; raise NoCommonCodec if none."""
     names = {c.name for c in supported}
     for codec in remote.codecs:
         if codec.name in names:
             return codec
-    raise ValueError(f"no common audio codec (offered {[c.name for c in remote.codecs]})")
-
-
-class SdpWriter:
-    """Write our SDP bodies, keeping one origin session id and bumping its version per body."""
-
-    def __init__(self, host: str, username: str = "ccbridge") -> None:
-        self.host = host
-        self.username = username
-        self.session_id = int(time.time() * 1000) & 0x7FFFFFFF
-        self.version = 0
-
-    def write(self, port: int, codecs: list[Codec], telephone_event: Codec | None,
-              direction: str = "sendrecv", ptime: int = 20) -> str:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"unknown direction {direction!r}")
-        self.version += 1
-        family = "IP6" if ":" in self.host else "IP4"
-        pts = [c.payload_type for c in codecs]
-        if telephone_event is not None:
-            pts.append(telephone_event.payload_type)
-        lines = [
-            "v=0",
-            f"o={self.username} {self.session_id} {self.version} IN {family} {self.host}",
-            "s=ccbridge",
-            f"c=IN {family} {self.host}",
-            "t=0 0",
-            f"m=audio {port} RTP/AVP {' '.join(map(str, pts))}",
-        ]
-        lines += [c.rtpmap for c in codecs]
-        if telephone_event is not None:
-            lines.append(telephone_event.rtpmap)
-            lines.append(f"a=fmtp:{telephone_event.payload_type} 0-16")
-        lines += [f"a=ptime:{ptime}", f"a={direction}"]
-        return "\r\n".join(lines) + "\r\n"
+    raise NoCommonCodec(f"no common audio codec (offered {[c.name for c in remote.codecs]})")
