@@ -4,14 +4,15 @@ The AMI listener (`runami`) owns the one AMI connection per PBX. Other processes
 (the web role, the edge) send it requests through Redis and wait for the reply
 with a timeout, so an action never needs a second AMI login. Every action is
 recorded as a `CallEvent` with its actor, whatever the outcome.
+
+Requests and replies are `common.rpc` messages: a request (with a deadline) on
+`REQUESTS_KEY`, its reply alone on `REPLY_KEY` of its id.
 """
 
 import asyncio
 import json
 import logging
-import math
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from common import rpc
+from common.redisconn import async_redis, sync_redis
 
 from .ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, ChannelGone
 
@@ -82,54 +86,51 @@ async def serve_actions(
     client: AmiClient, pbx: str, context: str, redis_url: str, stop: asyncio.Event
 ) -> None:
     """Answer action requests for one PBX until `stop` is set."""
-    r = aioredis.Redis.from_url(redis_url)
+    r = async_redis(redis_url)  # shared: not closed here
     key = REQUESTS_KEY.format(pbx=pbx)
     running: set[asyncio.Task[None]] = set()  # actions run concurrently; a slow Originate blocks none
-    try:
-        while not stop.is_set():
-            try:
-                item = await r.blpop([key], timeout=1)
-            except RedisError as exc:
-                logger.warning("AMI %s: Redis unavailable for action requests (%s)", pbx, exc)
-                await asyncio.sleep(1.0)
-                continue
-            if item is None:
-                continue
-            task = asyncio.create_task(_answer(r, client, context, item[1]))
-            running.add(task)
-            task.add_done_callback(running.discard)
-        if running:
-            await asyncio.wait(running, timeout=5)
-    finally:
-        await r.aclose()
+    while not stop.is_set():
+        try:
+            item = await r.blpop([key], timeout=1)
+        except RedisError as exc:
+            logger.warning("AMI %s: Redis unavailable for action requests (%s)", pbx, exc)
+            await asyncio.sleep(1.0)
+            continue
+        if item is None:
+            continue
+        task = asyncio.create_task(_answer(r, client, context, item[1]))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    if running:
+        await asyncio.wait(running, timeout=5)
 
 
 async def _answer(r: aioredis.Redis, client: AmiClient, context: str, raw: bytes) -> None:
     try:
-        request = json.loads(raw)
-        reply_key = REPLY_KEY.format(id=request["id"])
-        name, args = request["action"], request.get("args", {})
-    except (ValueError, KeyError, TypeError):
-        logger.warning("dropping a malformed AMI action request")
+        request = rpc.decode_request(raw)
+    except rpc.Malformed as exc:
+        logger.warning("dropping a malformed AMI action request: %s", exc)
         return
-    if time.time() > request.get("deadline", float("inf")):
+    if request.expired():
         return  # the requester has given up already
+    name = request.op
     try:
-        result = await _execute(client, context, name, args)
-        reply = {"ok": True, "result": result}
+        reply = rpc.Reply.success(request.id, await _execute(client, context, name, request.args))
     except ChannelGone as exc:
-        reply = {"ok": False, "error": f"channel gone: {exc}"}
+        reply = rpc.Reply.failure(request.id, f"channel gone: {exc}")
     except AmiNotConnected:
-        reply = {"ok": False, "error": "the AMI link to the PBX is down"}
+        reply = rpc.Reply.failure(request.id, "the AMI link to the PBX is down")
     except AmiTimeout as exc:
-        reply = {"ok": False, "error": f"timeout: {exc}"}
+        reply = rpc.Reply.failure(request.id, f"timeout: {exc}")
     except (AmiError, AmiActionError, KeyError, ValueError) as exc:
-        reply = {"ok": False, "error": str(exc)}
+        reply = rpc.Reply.failure(request.id, str(exc))
     except Exception as exc:  # the requester must get an answer, not a misleading timeout
         logger.exception("AMI action %s failed", name)
-        reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
-    await r.rpush(reply_key, json.dumps(reply))
-    await r.expire(reply_key, REPLY_TTL)
+        reply = rpc.Reply.failure(request.id, f"internal error: {type(exc).__name__}")
+    try:
+        await rpc.push(r, REPLY_KEY.format(id=request.id), reply.encode(), REPLY_TTL)
+    except RedisError as exc:
+        logger.warning("AMI action %s: could not send the reply (%s)", name, exc)
 
 
 # --- everyone else's side -----------------------------------------------------------------------
@@ -144,49 +145,45 @@ class AmiService:
     redis_url: str | None = None
 
     def _redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url or settings.REDIS_URL)
+        return sync_redis(self.redis_url or settings.REDIS_URL)  # the process's pool: not closed here
 
     def request(self, action: str, timeout: float | None = None, **args: Any) -> Any:
         limit = timeout or self.timeout or settings.AMI_ACTION_TIMEOUT
-        request_id = uuid.uuid4().hex
+        request = rpc.Request(action, args, deadline=time.time() + limit)
         r = self._redis()
-        key = REQUESTS_KEY.format(pbx=self.pbx)
         try:
             # No live listener status: fail now rather than after the whole timeout.
             if not r.exists(STATUS_KEY.format(pbx=self.pbx)):
                 raise ListenerUnavailable(
                     f"no AMI listener is active for PBX {self.pbx!r}; is runami running?"
                 )
-            r.rpush(
-                key,
-                json.dumps(
-                    {"id": request_id, "action": action, "args": args, "deadline": time.time() + limit}
-                ),
+            # Never less than a second, as the whole-second BLPOP this replaced.
+            reply = rpc.call(
+                r,
+                REQUESTS_KEY.format(pbx=self.pbx),
+                request,
+                REPLY_KEY.format(id=request.id),
+                timeout=max(1.0, limit),
+                ttl=REPLY_TTL,
             )
-            r.expire(key, REPLY_TTL)  # requests nobody served must not pile up
-            item = r.blpop([REPLY_KEY.format(id=request_id)], timeout=max(1, math.ceil(limit)))
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise AmiActionError(f"Redis is unreachable: {exc}") from exc
-        finally:
-            r.close()
-        if item is None:
+        except rpc.RpcTimeout:
             raise ListenerUnavailable(
                 f"no answer from the AMI listener of PBX {self.pbx!r} within {limit:.0f}s; is runami running?"
-            )
-        reply = json.loads(item[1])
-        if not reply.get("ok"):
-            raise AmiActionError(reply.get("error") or "the action failed")
-        return reply.get("result")
+            ) from None
+        except rpc.Malformed as exc:
+            raise AmiActionError(f"unreadable answer from the AMI listener: {exc}") from exc
+        if not reply.ok:
+            raise AmiActionError(reply.error or "the action failed")
+        return reply.result
 
     def status(self) -> dict[str, Any]:
         """The last status the listener published (connected, latency, last event)."""
-        r = self._redis()
         try:
-            raw = r.get(STATUS_KEY.format(pbx=self.pbx))
-        except redis.RedisError:
+            raw = self._redis().get(STATUS_KEY.format(pbx=self.pbx))
+        except RedisError:
             raw = None
-        finally:
-            r.close()
         return json.loads(raw) if raw else {"pbx": self.pbx, "connected": False, "listener": False}
 
 

@@ -2,7 +2,7 @@
 
 `runami` runs one `PbxListener` per enabled PBX on one asyncio loop; the Celery task
 `calls.tasks.run_ami_listener` runs the same thing. A Redis lock per PBX makes a
-second instance wait as a standby instead of double-counting calls.
+second instance wait as a standby instead of double-counting calls (`calls.listener_lock`).
 """
 
 import asyncio
@@ -23,9 +23,13 @@ from django.db import DatabaseError, close_old_connections, connections, transac
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from common.backoff import Backoff
+from common.redisconn import async_redis
+
 from .ami import AmiClient, AmiError, AmiEvent
 from .ami_service import STATUS_KEY, serve_actions
 from .board import call_messages, publish_status
+from .listener_lock import ListenerLock
 from .models import Call, Pbx
 from .tracker import DISCONNECTED_REASON, CallTracker
 
@@ -39,18 +43,11 @@ LOCK_TTL = 15.0  # seconds; renewed every ttl / 3 while the listener lives
 STATUS_INTERVAL = 2.0
 RECONCILE_INTERVAL = 60.0
 RECONCILED_REASON = "ended unseen (no live channel at a periodic check)"
-DB_RETRY_MAX = 10.0  # seconds between retries of a batch while the database is down
+# Seconds between retries of a batch while the database is down: full jitter up to 0.5 * 2**n, capped.
+DB_RETRY_BASE = 0.5
+DB_RETRY_MAX = 10.0
 BATCH = 500
 DRAIN_TIMEOUT = 30.0  # seconds a stopping listener spends applying what it already received
-
-# Renew the lock only while we still hold it, atomically: a get-then-set could overwrite a
-# standby that took over during a stall, and two listeners would count every call twice.
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return false
-"""
 
 
 class _Resync:
@@ -108,26 +105,24 @@ class PbxListener:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until `stop` is set: as the active instance, or as a standby until the lock frees."""
-        r = aioredis.Redis.from_url(self.redis_url)
+        r = async_redis(self.redis_url)  # the loop's shared client: not closed here
         self._redis = r
-        try:
-            while await self._acquire(r, stop):
-                logger.info("AMI %s: this instance (%s) is active", self.pbx.name, self.owner)
-                self.active.set()
-                try:
-                    await self._run_locked(r, stop)
-                finally:
-                    self.active.clear()
-                    await self._release(r)
-                if stop.is_set():
-                    break
-                # Lost the lock, or a part failed: start over as a standby, from the database.
-                logger.warning("AMI %s: restarting as a standby", self.pbx.name)
-                await _sleep_unless(stop, 1.0)
-        finally:
-            await r.aclose()
+        lock = ListenerLock(r, LOCK_KEY.format(pbx=self.pbx.name), self.owner, self.lock_ttl, f"AMI {self.pbx.name}")
+        while await lock.acquire(stop):
+            logger.info("AMI %s: this instance (%s) is active", self.pbx.name, self.owner)
+            self.active.set()
+            try:
+                await self._run_locked(r, lock, stop)
+            finally:
+                self.active.clear()
+                await lock.release()
+            if stop.is_set():
+                break
+            # Lost the lock, or a part failed: start over as a standby, from the database.
+            logger.warning("AMI %s: restarting as a standby", self.pbx.name)
+            await _sleep_unless(stop, 1.0)
 
-    async def _run_locked(self, r: aioredis.Redis, stop: asyncio.Event) -> None:
+    async def _run_locked(self, r: aioredis.Redis, lock: ListenerLock, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         # A fresh session each time this instance becomes active: the database is the truth.
         self.tracker = CallTracker(self.pbx, self._publish)
@@ -154,7 +149,7 @@ class PbxListener:
             await self.client.start()
             tasks = [
                 loop.create_task(self._ingest(), name=f"ingest {self.pbx.name}"),
-                loop.create_task(self._keep_lock(r, session_over), name=f"lock {self.pbx.name}"),
+                loop.create_task(lock.keep(session_over), name=f"lock {self.pbx.name}"),
                 loop.create_task(self._report_status(session_over), name=f"status {self.pbx.name}"),
                 loop.create_task(self._reconcile(session_over), name=f"reconcile {self.pbx.name}"),
                 loop.create_task(self._publish_board(session_over), name=f"board {self.pbx.name}"),
@@ -259,17 +254,17 @@ class PbxListener:
 
     async def _apply_retrying(self, batch: list[Any]) -> None:
         """Apply a batch; while the database is down, wait and apply it again, whole."""
-        delay = 0.5
+        backoff = Backoff(DB_RETRY_BASE, DB_RETRY_MAX)
         while True:
             try:
                 await self._run_db(self._apply, batch)
                 return
             except DatabaseError as exc:
+                delay = backoff.next()
                 logger.error(
                     "AMI %s: database unavailable (%s); retrying in %.1fs", self.pbx.name, exc, delay
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, DB_RETRY_MAX)
             try:
                 # The batch was rolled back: the index must forget it too.
                 await self._run_db(self.tracker.load)
@@ -359,63 +354,7 @@ class PbxListener:
         if failed:
             logger.warning("AMI %s: %d board messages could not be sent", self.pbx.name, failed)
 
-    # --- lock and status ---
-
-    async def _acquire(self, r: aioredis.Redis, stop: asyncio.Event) -> bool:
-        key = LOCK_KEY.format(pbx=self.pbx.name)
-        announced = False
-        while not stop.is_set():
-            try:
-                if await r.set(key, self.owner, nx=True, px=int(self.lock_ttl * 1000)):
-                    return True
-                if not announced:
-                    holder = (await r.get(key) or b"?").decode()
-                    logger.info("AMI %s: standby; %s holds the listener lock", self.pbx.name, holder)
-                    announced = True
-            except RedisError as exc:
-                logger.warning("AMI %s: Redis unavailable for the lock (%s)", self.pbx.name, exc)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.lock_ttl / 3)
-            except TimeoutError:
-                pass
-        return False
-
-    async def _keep_lock(self, r: aioredis.Redis, stop: asyncio.Event) -> None:
-        key = LOCK_KEY.format(pbx=self.pbx.name)
-        renewed = time.monotonic()
-        while not stop.is_set():
-            await _sleep_unless(stop, self.lock_ttl / 3)
-            if stop.is_set():
-                return
-            try:
-                held = await r.eval(_RENEW, 1, key, self.owner, int(self.lock_ttl * 1000))
-            except RedisError as exc:
-                # Can't renew: once the lock may have expired a standby may be active,
-                # so step down rather than count calls twice.
-                if time.monotonic() - renewed >= self.lock_ttl:
-                    logger.error("AMI %s: could not renew the lock (%s); stopping", self.pbx.name, exc)
-                    stop.set()
-                    return
-                logger.warning("AMI %s: lock renewal failed (%s)", self.pbx.name, exc)
-                continue
-            if not held:
-                holder = await r.get(key)
-                logger.error(
-                    "AMI %s: lost the listener lock to %s; stopping",
-                    self.pbx.name,
-                    holder.decode() if holder else "nobody",
-                )
-                stop.set()
-                return
-            renewed = time.monotonic()
-
-    async def _release(self, r: aioredis.Redis) -> None:
-        key = LOCK_KEY.format(pbx=self.pbx.name)
-        try:
-            if (await r.get(key) or b"").decode() == self.owner:
-                await r.delete(key)
-        except Exception:
-            logger.warning("AMI %s: could not release the lock", self.pbx.name, exc_info=True)
+    # --- status ---
 
     async def _last_alive(self, r: aioredis.Redis) -> datetime | None:
         try:

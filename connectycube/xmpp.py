@@ -1,43 +1,39 @@
 """ConnectyCube chat: an XMPP-over-WebSocket (RFC 7395) client on aiohttp.
 
-It does what the official SDK does on connect (protocol doc section 4.4): SASL PLAIN with
-`{userId}-{appId}` and the password or session token, bind with a server-assigned resource,
-carbons enable, presence. On top it keeps the link alive with its own XEP-0199 pings (the SDK
-has none) and reconnects with exponential backoff.
+It logs in as the official SDK does (see `connectycube.xmpp_login`). On top it keeps the link
+alive with its own XEP-0199 pings (the SDK has none) and reconnects with capped exponential
+backoff and full jitter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import enum
 import inspect
 import logging
-import random
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from common.backoff import Backoff
+
 from .errors import AuthError, ConnectyCubeTimeout, ConnectyCubeUnavailable
 from .stanza import (
     MAX_FRAME,
-    NS_BIND,
-    NS_CARBONS,
     NS_CLIENT,
     NS_FRAMING,
     NS_PING,
-    NS_SASL,
     NS_STANZAS,
-    NS_STREAMS,
     escape_attr,
     local_name,
     new_id,
     parse_frame,
     qname,
 )
+from .xmpp_login import login
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +68,8 @@ class XmppClient:
         keepalive_interval: float = 30.0,
         ping_timeout: float = 10.0,
         reconnect: bool = True,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 30.0,
+        backoff_initial: float = 1.0,  # reconnect delays: full jitter up to initial * 2**n ...
+        backoff_max: float = 30.0,  # ... capped here
         max_frame: int = MAX_FRAME,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -88,6 +84,7 @@ class XmppClient:
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self._backoff = Backoff(backoff_initial, backoff_max)  # a bad pair fails here, not in the loop
         self.max_frame = max_frame
         self.jid: str | None = None
         self.state = ChatState.NEW
@@ -239,53 +236,10 @@ class XmppClient:
         self._keepalive_start()
 
     async def _handshake(self) -> None:
-        features = await self._open_stream()
-        mechanisms = features.find(qname(NS_SASL, "mechanisms"))
-        offered = [m.text for m in mechanisms] if mechanisms is not None else []
-        if "PLAIN" not in offered:
-            raise ConnectyCubeUnavailable(0, None, f"chat server offers no SASL PLAIN ({offered})")
-        local = f"{self.user_id}-{self.app_id}"
-        payload = base64.b64encode(f"\0{local}\0{self.__password}".encode()).decode()
-        await self._send_raw(f'<auth xmlns="{NS_SASL}" mechanism="PLAIN">{payload}</auth>')
-        reply = await self._recv()
-        if local_name(reply) != "success":
-            reason = local_name(reply[0]) if len(reply) else local_name(reply)
-            raise AuthError(
-                401, reason,
-                f"ConnectyCube chat refused the login of user {self.user_id} for app "
-                f"{self.app_id}: {reason}",
-            )
-        features = await self._open_stream()
-        if features.find(qname(NS_BIND, "bind")) is None:
-            raise ConnectyCubeUnavailable(0, None, "chat server offers no resource binding")
-        bind_id = new_id()
-        await self._send_raw(
-            f'<iq type="set" id="{bind_id}" xmlns="{NS_CLIENT}"><bind xmlns="{NS_BIND}"/></iq>'
-        )
-        reply = await self._recv()
-        jid = reply.findtext(f"{qname(NS_BIND, 'bind')}/{qname(NS_BIND, 'jid')}")
-        if reply.get("type") != "result" or not jid:
-            raise ConnectyCubeUnavailable(0, None, "chat server refused resource binding")
-        self.jid = jid
-        carbons_id = new_id()
-        await self._send_raw(
-            f'<iq type="set" id="{carbons_id}" xmlns="{NS_CLIENT}">'
-            f'<enable xmlns="{NS_CARBONS}"/></iq>'
-        )
-        await self._send_raw(f'<presence xmlns="{NS_CLIENT}"/>')
-
-    async def _open_stream(self) -> ET.Element:
         host = urlsplit(self.url).hostname or self.domain
-        await self._send_raw(
-            f'<open xmlns="{NS_FRAMING}" to="{escape_attr(host)}" version="1.0"/>'
+        self.jid = await login(
+            self._send_raw, self._recv, host=host, user_id=self.user_id, app_id=self.app_id, password=self.__password
         )
-        opened = await self._recv()
-        if opened.tag != qname(NS_FRAMING, "open"):
-            raise ConnectyCubeUnavailable(0, None, f"chat server sent {opened.tag} instead of <open/>")
-        features = await self._recv()
-        if features.tag != qname(NS_STREAMS, "features"):
-            raise ConnectyCubeUnavailable(0, None, f"chat server sent {features.tag}, not features")
-        return features
 
     async def _send_raw(self, frame: str) -> None:
         assert self._ws is not None
@@ -347,10 +301,10 @@ class XmppClient:
             self._set_state(ChatState.ONLINE)
 
     async def _reconnect(self) -> bool:
-        delay = self.backoff_initial
+        # Full jitter keeps many accounts from reconnecting in lockstep after an outage.
+        self._backoff.reset()
         while not self._closing:
-            # Full jitter keeps many accounts from reconnecting in lockstep after an outage.
-            await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311
+            await self._backoff.sleep()
             if self._closing:
                 return False
             try:
@@ -360,7 +314,6 @@ class XmppClient:
             except (ConnectyCubeUnavailable, ConnectyCubeTimeout, AuthError, ValueError) as exc:
                 logger.warning("chat %s reconnect failed: %s", self.bare_jid, exc)
                 await self._teardown_socket()
-            delay = min(delay * 2, self.backoff_max)
         return False
 
     async def _read_loop(self) -> None:

@@ -6,7 +6,8 @@ worker refreshes a heartbeat key while the session lives; the edge watches it an
 within `HEARTBEAT_TTL_MS` (plus a check interval) when a worker dies. The edge refreshes its own key, so a worker
 whose edge died frees the session too.
 
-Commands (edge -> worker), each answered by a reply with the same id:
+Commands (edge -> worker) are `common.rpc` requests, each answered by an `common.rpc` reply
+(`{"re": id, "ok": ..., "result"/"error"}`) on the event list:
     prepare_rtp -> {host, port, sdp}            our SIP-leg address and SDP offer
     set_rtp_remote {sdp} -> {sdp}               the phone's SDP (INVITE, re-INVITE): our answer
     set_hold {direction}                        our direction towards the phone
@@ -28,7 +29,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from common import rpc
+from common.redisconn import async_redis
 from connectycube.signalling import IceCandidate
+from sip.sdp import NoCommonCodec
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,19 @@ def session_keys(session_id: str) -> tuple[str, str, str, str]:
 class MediaError(Exception):
     """The worker refused or failed a command, or did not answer in time."""
 
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # ERROR_CODES' value when the worker said what kind of failure it was
+
+
+# Failures the edge acts on, named on the wire so that it never reads the error's text.
+NOT_ACCEPTABLE = "not_acceptable"  # the phone's SDP shares no codec with the worker
+ERROR_CODES: dict[type[Exception], str] = {NoCommonCodec: NOT_ACCEPTABLE}
+
+
+def error_code(exc: Exception) -> str:
+    return next((code for kind, code in ERROR_CODES.items() if isinstance(exc, kind)), "")
+
 
 class WorkerLost(MediaError):
     """The worker's heartbeat stopped: it died or lost Redis."""
@@ -67,10 +84,10 @@ class RemoteSession:
 
     def __init__(self, redis_url: str, session_id: str | None = None, *, timeout: float = 10.0) -> None:
         self.session_id = session_id or uuid.uuid4().hex
-        self.redis = aioredis.Redis.from_url(redis_url)
+        self.redis_url = redis_url
         self.timeout = timeout
         self.on_event: EventHandler | None = None
-        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._pending = rpc.PendingReplies()
         self._reader: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -78,6 +95,11 @@ class RemoteSession:
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.session_id}>"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The process's shared client for the running loop (resolved late: made outside a loop is fine)."""
+        return async_redis(self.redis_url)
 
     def keys(self) -> tuple[str, str, str, str]:
         return session_keys(self.session_id)
@@ -99,18 +121,17 @@ class RemoteSession:
             raise WorkerLost(f"the media worker of session {self.session_id} is gone")
         if self.closed:
             raise MediaError(f"session {self.session_id} is closed")
-        request_id = uuid.uuid4().hex[:12]
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
         cmd, *_ = self.keys()
-        await self.redis.rpush(cmd, json.dumps({"id": request_id, "op": op, "args": args}))
-        await self.redis.expire(cmd, KEY_TTL)
+        redis = self.redis
         try:
-            return await asyncio.wait_for(future, timeout or self.timeout)
-        except TimeoutError:
+            reply = await self._pending.call(
+                rpc.Request(op, args), lambda message: rpc.push(redis, cmd, message, KEY_TTL), timeout or self.timeout
+            )
+        except rpc.RpcTimeout:
             raise MediaError(f"media worker: no answer to {op} within {timeout or self.timeout:.0f}s") from None
-        finally:
-            self._pending.pop(request_id, None)
+        if not reply.ok:
+            raise MediaError(reply.error or "media worker error", reply.code)
+        return reply.result
 
     async def _read(self) -> None:
         _, evt, _, _ = self.keys()
@@ -123,20 +144,19 @@ class RemoteSession:
                 continue
             if item is None:
                 continue
+            # Replies and events share the list: a reply has "re", an event has "event".
             try:
-                message = json.loads(item[1])
-            except ValueError:
-                logger.warning("%r: malformed message from the worker", self)
+                message = rpc.loads(item[1])
+                if "re" in message:
+                    self._pending.resolve(rpc.decode_reply(message))
+                    continue
+                name, data = message.get("event"), message.get("data") or {}
+                if not isinstance(name, str) or not isinstance(data, dict):
+                    raise rpc.Malformed("neither a reply nor an event")
+            except rpc.Malformed as exc:
+                logger.warning("%r: malformed message from the worker dropped: %s", self, exc)
                 continue
-            if "re" in message:
-                future = self._pending.get(message["re"])
-                if future is not None and not future.done():
-                    if message.get("ok"):
-                        future.set_result(message.get("result"))
-                    else:
-                        future.set_exception(MediaError(message.get("error") or "media worker error"))
-            elif "event" in message:
-                await self._emit(message["event"], message.get("data") or {})
+            await self._emit(name, data)
 
     async def _emit(self, name: str, data: dict[str, Any]) -> None:
         if self.on_event is None:
@@ -159,9 +179,7 @@ class RemoteSession:
                 alive = True  # our own Redis trouble is not the worker's death
             if not alive:
                 self._lost.set()
-                for future in self._pending.values():
-                    if not future.done():
-                        future.set_exception(WorkerLost("media worker lost"))
+                self._pending.fail_all(WorkerLost("media worker lost"))
                 await self._emit("worker_lost", {})
                 return
             await asyncio.sleep(HEARTBEAT_INTERVAL)
@@ -181,10 +199,8 @@ class RemoteSession:
                 task.cancel()
         await asyncio.gather(*(t for t in (self._reader, self._watch) if t), return_exceptions=True)
         _, _, _, edge_hb = self.keys()
-        try:
-            await self.redis.delete(edge_hb)
-        finally:
-            await self.redis.aclose()
+        # The client is the process's shared one: leave its pool open.
+        await self.redis.delete(edge_hb)
 
 
 class RemotePeer:
@@ -238,8 +254,7 @@ class SessionServer:
 
     async def send_event(self, name: str, **data: Any) -> None:
         _, evt, _, _ = self.keys()
-        await self.redis.rpush(evt, json.dumps({"event": name, "data": data}))
-        await self.redis.expire(evt, KEY_TTL)
+        await rpc.push(self.redis, evt, json.dumps({"event": name, "data": data}), KEY_TTL)
 
     async def run(self) -> str:
         """Answer commands until `close`; return why the session ended."""
@@ -255,23 +270,23 @@ class SessionServer:
                 if item is None:
                     continue
                 try:
-                    message = json.loads(item[1])
-                    request_id, op, args = message["id"], message["op"], message.get("args") or {}
-                except (ValueError, KeyError, TypeError):
-                    logger.warning("session %s: malformed command dropped", self.session_id)
+                    request = rpc.decode_request(item[1])
+                except rpc.Malformed as exc:
+                    logger.warning("session %s: malformed command dropped: %s", self.session_id, exc)
                     continue
-                if op == "close":
-                    await self._reply(evt, request_id, True, {})
+                if request.op == "close":
+                    await self._reply(evt, rpc.Reply.success(request.id, {}))
                     break
-                handler = self.handlers.get(op)
+                handler = self.handlers.get(request.op)
                 try:
                     if handler is None:
-                        raise MediaError(f"unknown command {op!r}")
-                    result = await handler(**args)
-                    await self._reply(evt, request_id, True, result or {})
+                        raise MediaError(f"unknown command {request.op!r}")
+                    result = await handler(**request.args)
+                    await self._reply(evt, rpc.Reply.success(request.id, result or {}))
                 except Exception as exc:  # the edge gets the error; the session lives on
-                    logger.warning("session %s: %s failed: %s", self.session_id, op, exc)
-                    await self._reply(evt, request_id, False, error=f"{type(exc).__name__}: {exc}")
+                    logger.warning("session %s: %s failed: %s", self.session_id, request.op, exc)
+                    error = f"{type(exc).__name__}: {exc}"
+                    await self._reply(evt, rpc.Reply.failure(request.id, error, error_code(exc)))
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
@@ -279,12 +294,8 @@ class SessionServer:
             await self.on_close(reason)
         return reason
 
-    async def _reply(self, evt: str, request_id: str, ok: bool, result: Any = None, error: str = "") -> None:
-        message = (
-            {"re": request_id, "ok": ok, "result": result} if ok else {"re": request_id, "ok": False, "error": error}
-        )
-        await self.redis.rpush(evt, json.dumps(message))
-        await self.redis.expire(evt, KEY_TTL)
+    async def _reply(self, evt: str, reply: rpc.Reply) -> None:
+        await rpc.push(self.redis, evt, reply.encode(), KEY_TTL)
 
     async def _beat(self, worker_hb: str, edge_hb: str) -> str:
         missed_since: float | None = None

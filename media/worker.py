@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiortc import RTCIceServer
 
+from common.redisconn import async_redis
 from connectycube.ice import remote_candidate
 from connectycube.signalling import IceCandidate
 from media.control import HEARTBEAT_TTL_MS, SessionServer
@@ -79,7 +80,7 @@ class WorkerHost:
 
     async def _start(self, session_id: str, prefer_opus: bool) -> None:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.config.redis_url)
+            self._redis = async_redis(self.config.redis_url)  # the pool of the host's loop
         session = MediaSession(self.media_config(prefer_opus))
         self.sessions[session_id] = session
         server = SessionServer(self._redis, session_id, self._handlers(session), self._closer(session_id, session))

@@ -20,28 +20,25 @@ import asyncio
 import enum
 import inspect
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from panoramisk import Manager
-from panoramisk.ami_protocol import AMIProtocol
+
+from common.backoff import Backoff
 
 from . import actions
 from .actions import OriginateResult
 from .errors import AmiError, AmiLoginError, AmiNotConnected, AmiTimeout, ChannelGone
 from .events import AmiEvent, AmiResponse, event_from_message, response_from_messages
+from .protocol import _Manager, _Protocol, _RedactingLog
 
 logger = logging.getLogger(__name__)
 
 EventHandler = Callable[[AmiEvent], "Awaitable[None] | None"]
 ConnectHandler = Callable[[], "Awaitable[None] | None"]
 DisconnectHandler = Callable[[str], "Awaitable[None] | None"]
-
-# A peer that never sends the blank line ending a message must not grow our buffer forever.
-MAX_BUFFERED_CHARS = 1_000_000
-REDACTED = "********"
 
 
 class State(enum.Enum):
@@ -50,66 +47,6 @@ class State(enum.Enum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     CLOSED = "closed"
-
-
-class _RedactingLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Format panoramisk's log lines eagerly and blank out the secret.
-
-    panoramisk logs whole actions in places (``'Fail to send %r' % data`` for
-    instance), and the Login action carries the secret.
-    """
-
-    def __init__(self, base: logging.Logger, secret: str) -> None:
-        super().__init__(base, {})
-        self._secret = secret
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        try:
-            text = str(msg) % args if args else str(msg)
-        except (TypeError, ValueError):
-            text = f"{msg} {args!r}"
-        if self._secret:
-            text = text.replace(self._secret, REDACTED)
-        kwargs.pop("extra", None)
-        self.logger.log(level, "%s", text, **kwargs)
-
-
-class _Protocol(AMIProtocol):
-    """panoramisk's protocol, made robust against messages it chokes on."""
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.queue and len(self.queue[0]) > MAX_BUFFERED_CHARS:
-            self.log.warning("AMI peer sent %d chars without a message end; closing",
-                             len(self.queue[0]))
-            self.queue.clear()
-            self.transport.abort()
-
-    def handle_message(self, message: Any) -> None:
-        # A repeated Event header makes panoramisk call .lower() on a list;
-        # any exception here would otherwise close the link.
-        try:
-            super().handle_message(message)
-        except Exception as exc:  # skip the message, keep the link
-            self.log.warning("skipping an AMI message panoramisk could not handle: %r", exc)
-
-
-class _Manager(Manager):
-    """One panoramisk Manager per connection; lifecycle left to AmiClient."""
-
-    def __init__(self, on_lost: Callable[[object], None], **config: Any) -> None:
-        super().__init__(**config)
-        self._on_lost = on_lost
-
-    def ping(self) -> None:
-        # AmiClient's watchdog pings and checks the answers.
-        pass
-
-    def connection_lost(self, exc: object) -> None:
-        self._connected = False
-        self._on_lost(exc)
 
 
 class AmiClient:
@@ -126,8 +63,8 @@ class AmiClient:
         ping_timeout: float = 3.0,
         action_timeout: float = 10.0,
         connect_timeout: float = 5.0,
-        reconnect_min: float = 0.5,
-        reconnect_max: float = 30.0,
+        reconnect_min: float = 0.5,  # backoff base: full jitter up to min * 2**n ...
+        reconnect_max: float = 30.0,  # ... capped here (the listener passes 10)
         on_event: EventHandler | None = None,
         on_connect: ConnectHandler | None = None,
         on_disconnect: DisconnectHandler | None = None,
@@ -142,6 +79,7 @@ class AmiClient:
         self.connect_timeout = connect_timeout
         self.reconnect_min = reconnect_min
         self.reconnect_max = reconnect_max
+        self._backoff = Backoff(reconnect_min, reconnect_max)  # a bad pair fails here, not in the loop
         self.on_event = on_event
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
@@ -229,20 +167,23 @@ class AmiClient:
 
     async def _run(self) -> None:
         assert self._stopping is not None and self._lost is not None
-        delay = self.reconnect_min
+        backoff = self._backoff
+        backoff.reset()
         while not self._stopping.is_set():
             self._set_state(State.CONNECTING)
             try:
                 await self._connect_once()
             except AmiLoginError as exc:
                 self.last_error = str(exc)
+                delay = backoff.next()
                 logger.error("%s; retrying in %.1fs", exc, delay)
             except (OSError, TimeoutError, AmiError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = backoff.next()
                 logger.warning("AMI connect to %s failed (%s); retrying in %.1fs",
                                self.address, self.last_error, delay)
             else:
-                delay = self.reconnect_min
+                backoff.reset()
                 self.connect_count += 1
                 self._set_state(State.CONNECTED)
                 assert self._connected_event is not None
@@ -253,6 +194,7 @@ class AmiClient:
                 if self._stopping.is_set():
                     return
                 self.last_error = reason
+                delay = backoff.next()
                 logger.warning("AMI link to %s down: %s; reconnecting in %.1fs",
                                self.address, reason, delay)
                 self._teardown()
@@ -260,10 +202,9 @@ class AmiClient:
                 await self._call_hook(self.on_disconnect, reason)
             self._teardown()
             try:
-                await asyncio.wait_for(self._stopping.wait(), delay * random.uniform(1.0, 1.2))  # noqa: S311 - jitter
+                await asyncio.wait_for(self._stopping.wait(), delay)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, self.reconnect_max)
 
     async def _connect_once(self) -> None:
         assert self._lost is not None

@@ -20,7 +20,7 @@ import redis
 
 from media import control
 from media.rtp import g711
-from media.rtp.sdp import parse_audio
+from sip.sdp import parse_audio
 from tests.fixtures.prereq import require
 
 from .peers import AppPeer, PhoneSim, dominant_frequency, wait_for

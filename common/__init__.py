@@ -1,0 +1,1 @@
+"""Django-free support code every role uses: backoff, Redis connections, JSON-over-Redis requests."""
