@@ -2,64 +2,38 @@
 
 One tracker per PBX, fed events in order from one thread. Calls are correlated by
 Linkedid (one `Call` per Linkedid) and channels by Uniqueid (one `CallLeg` each).
-The in-memory index is only a cache of open rows: `load()` rebuilds it from the
-database and `resync()` reconciles it with Asterisk's live channels after a
-(re)connect, so nothing is lost when the link or the listener restarts.
+The in-memory index (`calls.open_calls`) is only a cache of open rows: `load()` rebuilds
+it from the database and `resync()` reconciles it with Asterisk's live channels after a
+(re)connect, so nothing is lost when the link or the listener restarts. Timeline rows go
+in batches (`calls.timeline`).
 """
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from mappings.services import find_by_sip_uri
 
-from .models import Call, CallEvent, CallLeg, CallState, Disposition, Pbx
-from .numbers import to_e164
+from .event_fields import as_int, describe, duration, event_time, iso, phone_number
+from .models import CallLeg, CallState, Pbx
+from .open_calls import OpenCall, OpenCalls, Publish
+
+__all__ = ["DISCONNECTED_REASON", "CallTracker", "OpenCall", "Publish"]
 
 logger = logging.getLogger(__name__)
 
-Publish = Callable[[Call, str], None]
-
 DISCONNECTED_REASON = "ended while AMI was disconnected"
-# Dial statuses (app_dial) and the disposition each suggests when no one answered.
-_FAILED_STATUSES = {"CONGESTION", "CHANUNAVAIL", "INVALIDARGS", "DONTCALL", "TORTURE"}
-# Q.850 causes that say "busy" or "failed" when no Dial ran (the call ended in the dialplan).
-_BUSY_CAUSES = {17}
-_FAILED_CAUSES = {1, 3, 27, 34, 38, 41, 42, 44, 58, 88, 102, 111, 127}
-_NO_NUMBER = {"", "<unknown>", "unknown", "anonymous"}
-_FINISH_FIELDS = [
-    "answered_at",
-    "ringing_at",
-    "ended_at",
-    "state",
-    "disposition",
-    "duration_seconds",
-    "ring_seconds",
-    "talk_seconds",
-]
 
 
-@dataclass
-class OpenCall:
-    call: Call
-    primary: str  # the Uniqueid of the first channel: the caller's
-    legs: dict[str, int] = field(default_factory=dict)  # open channels: Uniqueid -> CallLeg pk
-    dial_statuses: list[str] = field(default_factory=list)
-    dialing: int = 0  # Dials begun and not yet ended
+class CallTracker(OpenCalls):
+    """Apply one PBX's AMI events, in order, to its open calls; reconcile after a reconnect."""
 
-
-class CallTracker:
     def __init__(self, pbx: Pbx, publish: Publish | None = None) -> None:
-        self.pbx = pbx
-        self.publish = publish or (lambda call, kind: None)
-        self.calls: dict[str, OpenCall] = {}  # Linkedid -> open call
-        self.by_uniqueid: dict[str, str] = {}  # Uniqueid -> Linkedid
+        super().__init__(pbx, publish)
         self.events_seen = 0  # every event fed in, ours or not
         self.events_handled = 0  # events that changed a call
         self.events_skipped = 0  # malformed events, logged and dropped
@@ -67,9 +41,6 @@ class CallTracker:
         # CoreShowChannels was in flight, so the snapshot can't undo what events already did.
         self._appeared: set[str] | None = None
         self._gone: set[str] | None = None
-        # CallEvent rows waiting to be inserted together (see `deferred_events`).
-        self._pending: list[CallEvent] = []
-        self._deferring = False
 
     # --- entry points ---
 
@@ -83,13 +54,13 @@ class CallTracker:
         handler = getattr(self, f"_on_{name.lower()}", None)
         if handler is None:
             return
-        mark = len(self._pending)
+        mark = self.timeline.mark()
         try:
             with transaction.atomic():
-                handler(event, _event_time(event))
+                handler(event, event_time(event))
             self.events_handled += 1
         except DatabaseError as exc:
-            del self._pending[mark:]  # the event's rows rolled back: so do its timeline entries
+            self.timeline.rollback(mark)  # the event's rows rolled back: so do its timeline entries
             # Rows rolled back but the index may hold half of the event: rebuild it from the
             # database, then let the listener retry the event. An outage is not a bad event;
             # an event the database refuses (IntegrityError, DataError) is.
@@ -98,37 +69,25 @@ class CallTracker:
                 raise
             self._skip(event)
         except Exception:  # a bad event must not stop the listener
-            del self._pending[mark:]
+            self.timeline.rollback(mark)
             self._skip(event)
-        if not self._deferring:
-            self.flush_events()
+        self.timeline.flush_unless_deferred()
 
-    @contextmanager
-    def deferred_events(self) -> Iterator[None]:
+    def deferred_events(self) -> AbstractContextManager[None]:
         """Insert the CallEvents of everything applied inside the block in one statement at its end.
 
         Use inside the caller's transaction: a timeline row per event was one INSERT round trip
         per event, the largest single cost of ingest on PostgreSQL. On an exception nothing is
         written (the transaction is rolling back anyway).
         """
-        self._deferring = True
-        try:
-            yield
-        except BaseException:
-            self._pending.clear()
-            raise
-        finally:
-            self._deferring = False
-        self.flush_events()
+        return self.timeline.deferred()
 
     def flush_events(self) -> None:
-        pending, self._pending = self._pending, []
-        if pending:
-            CallEvent.objects.bulk_create(pending)
+        self.timeline.flush()
 
     def _skip(self, event: Mapping[str, str]) -> None:
         self.events_skipped += 1
-        logger.exception("AMI %s: skipped event %s", self.pbx.name, _describe(event))
+        logger.exception("AMI %s: skipped event %s", self.pbx.name, describe(event))
         self._reload_after_failure()
 
     def _reload_after_failure(self) -> None:
@@ -137,31 +96,6 @@ class CallTracker:
         except DatabaseError:
             # The database is away; the listener's retry reloads once it is back.
             logger.warning("AMI %s: could not reload open calls", self.pbx.name, exc_info=True)
-
-    def load(self) -> None:
-        """Rebuild the index from the open calls in the database."""
-        self.calls.clear()
-        self.by_uniqueid.clear()
-        for call in Call.objects.filter(pbx=self.pbx).exclude(state=CallState.ENDED):
-            legs = {
-                leg.uniqueid: leg.pk
-                for leg in call.legs.filter(ended_at__isnull=True, uniqueid__isnull=False)
-            }
-            first = call.legs.order_by("created_at", "pk").first()
-            statuses = [
-                e.payload.get("status", "") for e in call.events.filter(kind="dial.end").only("payload")
-            ]
-            begun = call.events.filter(kind="dial.begin").count()
-            oc = OpenCall(
-                call=call,
-                primary=first.uniqueid if first else call.uniqueid,
-                legs=legs,
-                dial_statuses=statuses,
-                dialing=max(0, begun - len(statuses)),
-            )
-            self.calls[call.linkedid] = oc
-            for uid in legs:
-                self.by_uniqueid[uid] = call.linkedid
 
     def begin_resync(self) -> None:
         """Mark the moment CoreShowChannels is sent; see `resync`."""
@@ -193,7 +127,7 @@ class CallTracker:
         closed = picked_up = 0
         end = lost_at or now
         for oc in list(self.calls.values()):
-            mark = len(self._pending)
+            mark = self.timeline.mark()
             try:
                 with transaction.atomic():
                     for uid, leg_pk in list(oc.legs.items()):
@@ -203,24 +137,24 @@ class CallTracker:
                             self.by_uniqueid.pop(uid, None)
                     if not oc.legs:
                         oc.call.end_reason = reason[:200]
-                        self._finish(oc, end, extra={"lost_at": _iso(lost_at), "resynced_at": _iso(now)})
+                        self._finish(oc, end, extra={"lost_at": iso(lost_at), "resynced_at": iso(now)})
                         closed += 1
             except BaseException:
-                del self._pending[mark:]
+                self.timeline.rollback(mark)
                 raise
         # Callers first (their Uniqueid is the Linkedid): the call takes its number from them.
         for uid, channel in sorted(live.items(), key=lambda item: item[1].get("Linkedid") != item[0]):
             if uid in self.by_uniqueid or uid in gone:
                 continue
-            mark = len(self._pending)
+            mark = self.timeline.mark()
             try:
                 with transaction.atomic():
                     self._pick_up(channel, now)
                 picked_up += 1
             except Exception:
-                del self._pending[mark:]
+                self.timeline.rollback(mark)
                 logger.exception(
-                    "AMI %s: could not pick up live channel %s", self.pbx.name, _describe(channel)
+                    "AMI %s: could not pick up live channel %s", self.pbx.name, describe(channel)
                 )
                 self._reload_after_failure()
         logger.info(
@@ -230,8 +164,7 @@ class CallTracker:
             closed,
             picked_up,
         )
-        if not self._deferring:
-            self.flush_events()
+        self.timeline.flush_unless_deferred()
         return {"live": len(live), "closed": closed, "picked_up": picked_up}
 
     # --- events ---
@@ -250,7 +183,7 @@ class CallTracker:
             at,
             channel=e.get("Channel", ""),
             uniqueid=uid,
-            caller=_number(e.get("CallerIDNum")),
+            caller=phone_number(e.get("CallerIDNum")),
             exten=e.get("Exten", ""),
         )
         self.publish(oc.call, "update")
@@ -340,7 +273,7 @@ class CallTracker:
             "context": e.get("Context", ""),
             "by": e.get("TransfererChannel", ""),
             "result": e.get("Result", ""),
-            "at": _iso(at),
+            "at": iso(at),
         }
         self._transfer(oc, at, step)
 
@@ -358,7 +291,7 @@ class CallTracker:
             "to": to,
             "by": e.get("OrigTransfererChannel", ""),
             "result": e.get("Result", ""),
-            "at": _iso(at),
+            "at": iso(at),
         }
         self._transfer(oc, at, step)
 
@@ -387,7 +320,7 @@ class CallTracker:
         if oc is None:
             return
         uid = e["Uniqueid"]
-        cause = _int(e.get("Cause"))
+        cause = as_int(e.get("Cause"))
         cause_text = e.get("Cause-txt", "")
         CallLeg.objects.filter(pk=leg_pk).update(ended_at=at, hangup_cause=cause, state="Down")
         oc.legs.pop(uid, None)
@@ -406,51 +339,9 @@ class CallTracker:
 
     # --- helpers ---
 
-    def _open_call(
-        self, linkedid: str, e: Mapping[str, str], at: datetime, primary: str | None = None
-    ) -> OpenCall:
-        number = _number(e.get("CallerIDNum"))
-        exten = e.get("Exten", "")
-        call, _ = Call.objects.get_or_create(
-            pbx=self.pbx,
-            linkedid=linkedid,
-            defaults={
-                "uniqueid": e.get("Uniqueid", linkedid),
-                "caller_number": number[:64],
-                "caller_e164": to_e164(number, settings.PHONE_DEFAULT_REGION),
-                "caller_name": _number(e.get("CallerIDName"))[:128],
-                "dialed": exten if exten not in ("", "s") else "",
-                "started_at": at,
-                "sip_channel": e.get("Channel", "")[:128],
-                "state": CallState.RINGING,
-            },
-        )
-        if exten and exten != "s" and call.mapping_id is None:
-            mapping = find_by_sip_uri(exten)
-            if mapping is not None:
-                call.mapping, call.department = mapping, mapping.department
-                call.save(update_fields=["mapping", "department"])
-        oc = OpenCall(call=call, primary=primary or e.get("Uniqueid", linkedid))
-        self.calls[linkedid] = oc
-        return oc
-
-    def _add_leg(self, oc: OpenCall, e: Mapping[str, str], at: datetime) -> None:
-        uid = e["Uniqueid"]
-        leg = CallLeg.objects.create(
-            call=oc.call,
-            uniqueid=uid,
-            channel=e.get("Channel", "")[:128],
-            state=e.get("ChannelStateDesc", "")[:32],
-            caller_number=_number(e.get("CallerIDNum"))[:64],
-            connected_number=_number(e.get("ConnectedLineNum"))[:64],
-            created_at=at,
-        )
-        oc.legs[uid] = leg.pk
-        self.by_uniqueid[uid] = oc.call.linkedid
-
     def _pick_up(self, channel: Mapping[str, str], now: datetime) -> None:
         """Adopt a live channel found by CoreShowChannels."""
-        seconds = _duration(channel.get("Duration", ""))
+        seconds = duration(channel.get("Duration", ""))
         at = now - timedelta(seconds=seconds) if seconds is not None else now
         uid = channel["Uniqueid"]
         linkedid = channel.get("Linkedid") or uid
@@ -471,15 +362,6 @@ class CallTracker:
                 call.save(update_fields=changed)
         self._record(oc, "channel.picked_up", now, channel=channel.get("Channel", ""), uniqueid=uid)
         self.publish(call, "update")
-
-    def _answer(self, oc: OpenCall, at: datetime, changed: list[str]) -> None:
-        call = oc.call
-        call.answered_at = at
-        call.state = CallState.UP
-        changed += ["answered_at", "state"]
-        if call.ringing_at is None:
-            call.ringing_at = call.started_at
-            changed.append("ringing_at")
 
     def _set_state(self, e: Mapping[str, str], at: datetime, state: str, kind: str) -> None:
         oc, _ = self._leg(e)
@@ -503,114 +385,3 @@ class CallTracker:
         call.save(update_fields=fields)
         self._record(oc, f"transfer.{step['type']}", at, **{k: v for k, v in step.items() if k != "at"})
         self.publish(call, "update")
-
-    def _finish(self, oc: OpenCall, at: datetime, extra: dict | None = None) -> None:
-        call = oc.call
-        if call.answered_at is None and not oc.dial_statuses:
-            # No Dial ran, yet the caller's channel was answered: the PBX itself answered
-            # (an IVR, voicemail, a parking or Wait extension). Asterisk's CDR says ANSWERED too.
-            answered = (
-                CallLeg.objects.filter(call=call, uniqueid=oc.primary)
-                .values_list("answered_at", flat=True)
-                .first()
-            )
-            if answered is not None:
-                self._answer(oc, answered, [])
-        call.finish(at=at, disposition=self._disposition(oc))
-        # Only our fields: the edge writes the app leg's fields (and its end reason) on the same
-        # row; ours goes in only when we have one (a call closed by a resync).
-        call.save(update_fields=_FINISH_FIELDS + (["end_reason"] if call.end_reason else []))
-        self.calls.pop(call.linkedid, None)
-        for uid in list(oc.legs):
-            self.by_uniqueid.pop(uid, None)
-        self._record(
-            oc,
-            "call.end",
-            at,
-            disposition=call.disposition,
-            cause=call.hangup_cause,
-            duration=call.duration_seconds,
-            talk=call.talk_seconds,
-            reason=call.end_reason,
-            **(extra or {}),
-        )
-        self.publish(call, "end")
-
-    def _disposition(self, oc: OpenCall) -> str:
-        call = oc.call
-        statuses = set(oc.dial_statuses)
-        if call.answered_at is not None or "ANSWER" in statuses:
-            return Disposition.ANSWERED
-        if "BUSY" in statuses or (not statuses and call.hangup_cause in _BUSY_CAUSES):
-            return Disposition.BUSY
-        if statuses and statuses <= _FAILED_STATUSES:
-            return Disposition.FAILED
-        if not statuses and call.hangup_cause in _FAILED_CAUSES:
-            return Disposition.FAILED
-        return Disposition.NO_ANSWER
-
-    def _record(self, oc: OpenCall, kind: str, at: datetime, **payload: object) -> None:
-        # Inserted by `flush_events` with bulk_create, which skips CallEvent.save() and its
-        # department lookup (a query per event); the tracker already knows the department.
-        self._pending.append(
-            CallEvent(call=oc.call, department_id=oc.call.department_id, kind=kind, at=at, payload=payload)
-        )
-
-    def _leg(self, e: Mapping[str, str]) -> tuple[OpenCall | None, int | None]:
-        uid = e.get("Uniqueid", "")
-        linkedid = self.by_uniqueid.get(uid)
-        oc = self.calls.get(linkedid) if linkedid else None
-        return (oc, oc.legs.get(uid)) if oc else (None, None)
-
-    def _call_of(self, e: Mapping[str, str]) -> OpenCall | None:
-        linkedid = e.get("Linkedid") or self.by_uniqueid.get(e.get("Uniqueid", ""), "")
-        return self.calls.get(linkedid)
-
-    def _call_by_prefixed(self, e: Mapping[str, str], prefixes: tuple[str, ...]) -> OpenCall | None:
-        for prefix in prefixes:
-            for key in (f"{prefix}Linkedid", f"{prefix}Uniqueid"):
-                value = e.get(key, "")
-                oc = self.calls.get(value) or self.calls.get(self.by_uniqueid.get(value, ""))
-                if oc is not None:
-                    return oc
-        return None
-
-
-def _event_time(e: Mapping[str, str]) -> datetime:
-    """The event's own time (manager.conf timestampevents=yes), else now."""
-    stamp = e.get("Timestamp")
-    if stamp:
-        try:
-            return datetime.fromtimestamp(float(stamp), tz=UTC)
-        except (ValueError, OverflowError, OSError):
-            pass
-    return timezone.now()
-
-
-def _number(value: str | None) -> str:
-    text = (value or "").strip()
-    return "" if text.lower() in _NO_NUMBER else text
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _duration(value: str) -> int | None:
-    """CoreShowChannel's Duration, HH:MM:SS, in seconds."""
-    try:
-        h, m, s = (int(p) for p in value.split(":"))
-    except ValueError:
-        return None
-    return h * 3600 + m * 60 + s
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _describe(e: Mapping[str, str]) -> str:
-    return " ".join(f"{k}={e.get(k)!r}" for k in ("Event", "Channel", "Uniqueid", "Linkedid") if e.get(k))
