@@ -98,7 +98,10 @@ async def test_the_board_follows_live_calls_and_acts_on_them(web_role, asterisk_
         await operator.click("#call-rows tr[data-state=up] button[data-action=hangup]")
         await operator.wait_for_selector("#notice.ok", timeout=10_000)
         await operator.wait_for_function("document.querySelectorAll('#call-rows tr').length === 0", timeout=10_000)
-        assert (await asyncio.to_thread(caller.wait, 20)).returncode is not None
+        # The board's hangup reaches the caller as a BYE: its SIPp ends on the peer_bye branch,
+        # long before its own 60 s hold (wait() raises SippError after 20 s).
+        ended = await asyncio.to_thread(caller.wait, 20)
+        assert ended.ok, ended.describe()
         desk.kill()
 
         # 2b. Blind transfer from the board: the caller lands on extension 1003.

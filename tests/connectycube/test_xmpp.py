@@ -58,7 +58,12 @@ async def test_it_accepts_a_session_token_as_password(server):
     server.tokens["tok"] = 1002
     bob = client(server, 1002, "tok")
     await bob.connect()
-    await bob.close()
+    try:
+        # It should be online and bound as user 1002: "tok" is not Bob's password.
+        assert bob.state == ChatState.ONLINE
+        assert bob.jid.startswith("1002-1@localhost/")
+    finally:
+        await bob.close()
 
 
 async def test_it_refuses_a_bad_password_with_a_clear_error(server):

@@ -18,6 +18,10 @@ from tests.lab.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.asterisk
 
+# Longer than any event wait (10 s), shorter than SIPp's own 30 s timeout: a caller still
+# holding proves that what ended the other leg was the action under test.
+HOLD_MS = 25_000
+
 
 async def _answer_as(sipp: Sipp, phone: str, **kwargs: object) -> SippProcess:
     return await asyncio.to_thread(sipp.answer_as, phone, **kwargs)  # type: ignore[arg-type]
@@ -44,8 +48,8 @@ async def test_it_logs_in_and_sees_fully_booted(ami: AmiClient, ami_events: Even
     # Asterisk sends FullyBooted to each session right after login.
     await ami_events.wait_name("FullyBooted")
     assert ami.connected
-    assert await ami.ping() > 0
-    assert ami.latency_ms is not None
+    latency = await ami.ping()  # raises AmiTimeout unless Asterisk answers
+    assert ami.latency_ms == latency  # remembered for the health page
 
 
 async def test_it_lists_no_channels_when_idle(ami: AmiClient) -> None:
@@ -128,10 +132,13 @@ async def test_it_hangs_up_a_live_call(ami: AmiClient, ami_events: EventLog, sip
 
 
 async def test_it_redirects_a_live_call(ami: AmiClient, ami_events: EventLog, sipp: Sipp) -> None:
-    uac, uas, caller, _ = await _live_call(sipp, ami, ami_events)
+    uac, uas, caller, callee = await _live_call(sipp, ami, ami_events, hold_ms=HOLD_MS)
     await ami.redirect(caller, "wait", "from-phones")
     # The caller leaves the bridge for the "wait" extension; the callee is hung up.
     await ami_events.wait_name("Newexten", Channel=caller, Exten="wait")
+    await ami_events.wait_name("Hangup", Channel=callee)
+    # Hung up by the redirect, not by the caller's hold running out and its BYE.
+    assert uac.running
     await _finish(uas)
     await ami.hangup(caller)
     await _finish(uac)
@@ -140,11 +147,13 @@ async def test_it_redirects_a_live_call(ami: AmiClient, ami_events: EventLog, si
 async def test_it_blind_transfers_with_redirect_fallback(
     ami: AmiClient, ami_events: EventLog, sipp: Sipp
 ) -> None:
-    uac, uas, caller, callee = await _live_call(sipp, ami, ami_events)
+    uac, uas, caller, callee = await _live_call(sipp, ami, ami_events, hold_ms=HOLD_MS)
     how = await ami.blind_transfer(callee, "wait", "from-phones")
     assert how in ("BlindTransfer", "Redirect")
-    # The transferred party (the caller) ends up in "wait".
-    await ami_events.wait_name("Newexten", Exten="wait")
+    # The transferred party (the caller) ends up in "wait"; the transferer is hung up.
+    await ami_events.wait_name("Newexten", Channel=caller, Exten="wait")
+    await ami_events.wait_name("Hangup", Channel=callee)
+    assert uac.running  # not ended by its own hold running out
     await _finish(uas)
     await ami.hangup(caller)
     await _finish(uac)
@@ -195,7 +204,7 @@ async def test_it_reconnects_when_the_link_hangs_or_is_cut(asterisk_lab: Asteris
             proxy.cut()  # the link drops
             await asyncio.wait_for(connects.get(), 10)
             assert reasons[1] == "connection closed by peer"
-            assert await client.ping() > 0
+            await client.ping()  # raises AmiTimeout unless the third link answers
             assert client.connect_count == 3
         finally:
             await client.stop()
@@ -213,7 +222,8 @@ async def test_it_reconnects_after_asterisk_restarts(asterisk_lab: AsteriskLab) 
         await asyncio.wait_for(connects.get(), 10)
         await asyncio.to_thread(asterisk_lab.restart)
         await asyncio.wait_for(connects.get(), 30)
-        assert await client.ping() > 0
+        await client.ping()  # raises AmiTimeout unless the restarted Asterisk answers
+        assert client.connected and client.connect_count == 2
     finally:
         await client.stop()
 
