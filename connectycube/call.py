@@ -116,6 +116,11 @@ class P2PCall(AsyncIOEventEmitter):
             raise AttributeError("this call's media lives elsewhere; it has no local pc")
         return self.peer.pc
 
+    @property
+    def connected(self) -> bool:
+        """Whether the media is up (ICE connected after the accept)."""
+        return self.state is P2PCallState.CONNECTED
+
     def __repr__(self) -> str:
         return (f"<P2PCall {self.session_id} {self.direction.value} peer={self.peer_id}"
                 f" {self.state.value}>")

@@ -1,6 +1,7 @@
 """What the edge writes down: the call's CDR row (shared with the AMI listener) and its events.
 
-Synchronous ORM code; the edge calls it through `sync_to_async`.
+The module's functions are synchronous ORM code; `CallRecorder` (in `edge.recorder`) runs them
+off the call's loop, in order.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from django.utils import timezone
 from calls.board import board_messages
 from calls.models import Call, CallEvent, CallState, Direction, Disposition
 from calls.numbers import to_e164
-from mappings import sipuri
 from mappings.models import SipMapping
 from mappings.services import find_by_sip_uri
+from sip.uri import InvalidSipUri, SipUri
+
+from .ports import RingStrategy, Route
 
 Board = list[tuple[str, dict[str, Any]]]
+
 
 def find_mapping(*candidates: str | None) -> SipMapping | None:
     for value in candidates:
@@ -29,6 +33,20 @@ def find_mapping(*candidates: str | None) -> SipMapping | None:
     return None
 
 
+def route_of(mapping: SipMapping) -> Route:
+    """The call machine's plain view of a mapping."""
+    return Route(
+        key=mapping.pk,
+        sip_uri=mapping.sip_uri,
+        display_name=mapping.display_name,
+        enabled=mapping.enabled,
+        agents=tuple(int(a) for a in mapping.agents or ()),
+        ring_strategy=RingStrategy(mapping.ring_strategy),
+        ring_timeout=float(mapping.ring_timeout),
+        prefer_opus=mapping.prefer_opus,
+    )
+
+
 def listener_row(linkedid: str) -> Call | None:
     """The AMI listener's CDR row for this Linkedid, if it has written one yet."""
     return Call.objects.filter(linkedid=linkedid).order_by("-pk").first()
@@ -37,8 +55,8 @@ def listener_row(linkedid: str) -> Call | None:
 def caller_of(from_header: str) -> str:
     """The caller's number (user part) of a From header; "" when it is not a SIP URI."""
     try:
-        return sipuri.parse(from_header).user[:64]
-    except sipuri.InvalidSipUri:
+        return SipUri.from_header(from_header).normalised().user[:64]
+    except InvalidSipUri:
         return ""
 
 
@@ -149,20 +167,12 @@ def _loss_percent(leg: dict[str, Any]) -> float | None:
 
 def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
     """Map a media session's stats to the CDR's per-leg columns (plain RTP; DTLS-SRTP)."""
-    rtp, webrtc = stats.get("rtp") or {}, stats.get("webrtc") or {}
     out: dict[str, Any] = {}
-    if rtp:
-        out.update(
-            sip_codec=(rtp.get("codec") or "")[:32],
-            sip_encrypted=False,
-            sip_packet_loss=_loss_percent(rtp),
-            sip_jitter_ms=rtp.get("jitter_ms"),
-        )
-    if webrtc:
-        out.update(
-            app_codec=(webrtc.get("codec") or "")[:32],
-            app_encrypted=True,
-            app_packet_loss=_loss_percent(webrtc),
-            app_jitter_ms=webrtc.get("jitter_ms"),
-        )
+    for leg, prefix, encrypted in (("rtp", "sip", False), ("webrtc", "app", True)):
+        figures = stats.get(leg) or {}
+        if figures:
+            out[f"{prefix}_codec"] = (figures.get("codec") or "")[:32]
+            out[f"{prefix}_encrypted"] = encrypted
+            out[f"{prefix}_packet_loss"] = _loss_percent(figures)
+            out[f"{prefix}_jitter_ms"] = figures.get("jitter_ms")
     return {k: v for k, v in out.items() if v is not None}

@@ -1,5 +1,5 @@
 """The edge service: the SIP endpoint Asterisk's ccbridge trunk reaches, the ConnectyCube
-accounts of the mappings, and the calls in flight."""
+accounts of the mappings (the call machine's `Accounts` port), and the calls in flight."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from connectycube.xmpp import ChatState
 from mappings.models import SipMapping
 from sip.call import ServerInvite
 from sip.endpoint import SipEndpoint
-from sip.message import SipRequest
 
-from .inbound import InboundCall
+from .call import BridgedCall
+from .media import WorkerMedia
+from .ports import Route
+from .recorder import CallRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +36,11 @@ class EdgeConfig:
     ice_timeout: float = 20.0  # accept -> WebRTC connected
 
 
-class EdgeEndpoint(SipEndpoint):
-    """The SIP endpoint, keeping each CANCEL's Reason header for the call it cancels."""
+async def start_on_celery(session_id: str, prefer_opus: bool) -> None:
+    """Hand a media session to some worker (Celery, queue `media`)."""
+    from media.tasks import start_session  # loads the Celery app: only in the edge process
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cancel_reasons: dict[str, str] = {}  # Call-ID -> Reason header of its CANCEL
-
-    def _handle_cancel(self, request: SipRequest, tx: Any) -> None:
-        # Asterisk says why it cancels (RFC 3326): `SIP;cause=200;text="Call completed
-        # elsewhere"` when another phone of the Dial answered.
-        self.cancel_reasons[request.call_id] = request.headers.get("Reason") or ""
-        super()._handle_cancel(request, tx)
+    await asyncio.to_thread(start_session.apply_async, args=[session_id, prefer_opus], queue="media")
 
 
 class EdgeService:
@@ -55,10 +50,13 @@ class EdgeService:
         self.media_start_timeout = config.media_start_timeout
         self.media_timeout = config.media_timeout
         self.ice_timeout = config.ice_timeout
-        self.endpoint = EdgeEndpoint(config.sip_host, config.sip_port, public_host=config.public_host)
+        self.endpoint = SipEndpoint(config.sip_host, config.sip_port, public_host=config.public_host)
+        self.media = WorkerMedia(
+            config.redis_url, start_on_celery, start_timeout=config.media_start_timeout, timeout=config.media_timeout
+        )
         self.accounts: dict[int, ConnectyCubeAccount] = {}  # mapping pk -> account
         self._account_locks: dict[int, asyncio.Lock] = {}
-        self.calls: set[InboundCall] = set()
+        self.calls: set[BridgedCall] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -77,53 +75,50 @@ class EdgeService:
     # --- calls ------------------------------------------------------------------------------
 
     def _on_invite(self, invite: ServerInvite) -> None:
-        call = InboundCall(self, invite)
+        call = BridgedCall(
+            invite,
+            records=CallRecorder(invite.request.call_id),
+            accounts=self,
+            media=self.media,
+            ice_timeout=self.ice_timeout,
+        )
         self.calls.add(call)
         task = asyncio.create_task(call.run(), name=repr(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def forget(self, call: InboundCall) -> None:
-        self.calls.discard(call)
-
-    async def start_media(self, session_id: str, prefer_opus: bool) -> None:
-        """Hand a media session to some worker (Celery, queue `media`)."""
-        from media.tasks import start_session
-
-        await asyncio.to_thread(start_session.apply_async, args=[session_id, prefer_opus], queue="media")
+        task.add_done_callback(lambda _: self.calls.discard(call))
 
     # --- ConnectyCube accounts --------------------------------------------------------------
 
-    async def account_for(self, mapping: SipMapping) -> ConnectyCubeAccount:
-        """The mapping's account, logged in and online on chat (once, then reused)."""
-        lock = self._account_locks.setdefault(mapping.pk, asyncio.Lock())
+    async def account_for(self, route: Route) -> ConnectyCubeAccount:
+        """The route's account, logged in and online on chat (once, then reused)."""
+        lock = self._account_locks.setdefault(route.key, asyncio.Lock())
         async with lock:
-            account = self.accounts.get(mapping.pk)
+            account = self.accounts.get(route.key)
             if account is not None and account.chat is not None and account.chat.state == ChatState.ONLINE:
                 return account
             if account is not None:
                 await account.close()
-            app, password = await sync_to_async(_credentials)(mapping)
+            app, login, password = await sync_to_async(_credentials)(route.key)
             account = ConnectyCubeAccount(
                 app,
-                mapping.cc_login,
+                login,
                 password,
-                call_config=CallConfig(ice_timeout=self.ice_timeout, ring_timeout=float(mapping.ring_timeout) + 5),
+                call_config=CallConfig(ice_timeout=self.ice_timeout, ring_timeout=route.ring_timeout + 5),
                 on_system_message=self._on_system_message,
             )
             await account.start()
-            self.accounts[mapping.pk] = account
-            logger.info("edge: %r online for %s", account, mapping.sip_uri)
+            self.accounts[route.key] = account
+            logger.info("edge: %r online for %s", account, route.sip_uri)
             return account
 
     def _on_system_message(self, from_user: int, fields: dict[str, str]) -> None:
-        kind, session_id = fields.get("type"), fields.get("sessionID", "")
+        """DTMF, hold, resume or transfer from an agent app, for the call of its session."""
+        session_id = fields.get("sessionID", "")
         for call in list(self.calls):
-            if kind == "dtmf" and fields.get("digit"):
-                call.app_dtmf(session_id, fields["digit"][:1])
-            elif kind in ("hold", "unhold", "transfer"):
-                call.app_control(session_id, kind, fields)
+            call.app_message(session_id, fields)
 
 
-def _credentials(mapping: SipMapping) -> tuple[Any, str]:
-    return mapping.app.config(), mapping.cc_password.reveal() if mapping.cc_password else ""
+def _credentials(mapping_pk: int) -> tuple[Any, str, str]:
+    mapping = SipMapping.objects.select_related("app").get(pk=mapping_pk)
+    return mapping.app.config(), mapping.cc_login, mapping.cc_password.reveal() if mapping.cc_password else ""

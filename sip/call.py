@@ -12,14 +12,15 @@ import enum
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .dialog import Dialog, DialogState
 from .digest import Credentials
 from .errors import CallFailed, InvalidStateError
-from .message import Address, Headers, SipRequest, SipResponse, make_response, new_branch
+from .message import Headers, SipRequest, SipResponse, make_response, new_branch
 from .transaction import ClientInviteTransaction, ServerInviteTransaction
 from .transport import Addr
+from .uri import Address
 
 if TYPE_CHECKING:
     from .endpoint import SipEndpoint
@@ -34,6 +35,13 @@ class IncomingCallState(enum.Enum):
     CANCELLED = "cancelled"
 
 
+class InviteHandler(Protocol):
+    """What the owner of a pending incoming INVITE hears from the stack."""
+
+    def on_cancel(self, reason: str) -> None:
+        """The INVITE was cancelled (487 sent); `reason` is the CANCEL's Reason header, or ""."""
+
+
 class ServerInvite:
     """An INVITE we received outside any dialog; answer, reject or watch it get cancelled."""
 
@@ -46,7 +54,9 @@ class ServerInvite:
         self.state = IncomingCallState.PROCEEDING
         self.dialog: Dialog | None = None
         self.cancelled = asyncio.Event()
+        self.cancel_reason = ""  # the CANCEL's Reason header (RFC 3326), once cancelled
         self.on_state_change: Callable[[IncomingCallState], Any] | None = None
+        self.handler: InviteHandler | None = None
 
     def __repr__(self) -> str:
         return f"<ServerInvite {self.request.uri} {self.state.value}>"
@@ -119,12 +129,15 @@ class ServerInvite:
         self._tx.send_response(self._response(status, reason, headers=headers))
         self._set_state(IncomingCallState.REJECTED)
 
-    def _cancel(self) -> None:
+    def _cancel(self, reason: str = "") -> None:
         """Handle a CANCEL: 487 the INVITE unless a final response already went out."""
         if self.state != IncomingCallState.PROCEEDING:
             return  # the final response won the race; the CANCEL only gets its 200
+        self.cancel_reason = reason
         self._tx.send_response(self._response(487))
         self._set_state(IncomingCallState.CANCELLED)
+        if self.handler is not None:
+            self._endpoint._invoke(self.handler.on_cancel, reason)
 
 
 

@@ -19,14 +19,15 @@ import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .digest import Credentials
 from .errors import InvalidStateError, SipStatusError
-from .message import Address, Headers, SipRequest, SipResponse, SipUri, make_response, new_branch
+from .message import Headers, SipRequest, SipResponse, make_response, new_branch
 from .sdp import answer_sdp
 from .transaction import ServerInviteTransaction, ServerNonInviteTransaction
 from .transport import Addr
+from .uri import Address, SipUri
 
 if TYPE_CHECKING:
     from .endpoint import SipEndpoint
@@ -35,6 +36,19 @@ logger = logging.getLogger(__name__)
 
 OfferHandler = Callable[[SipRequest], "str | Awaitable[str | None] | None"]
 RequestHandler = Callable[[SipRequest], Any]
+
+
+class DialogHandler(Protocol):
+    """What a dialog's owner answers and hears; bind one with ``Dialog.set_handler``."""
+
+    def on_reinvite(self, request: SipRequest) -> Awaitable[str | None]:
+        """Answer a re-INVITE or UPDATE offer with our SDP; raise SipStatusError to refuse it."""
+
+    def on_info(self, request: SipRequest) -> None:
+        """An INFO in the dialog (already answered 200)."""
+
+    def on_terminated(self, reason: str) -> None:
+        """The dialog ended: "remote bye", our own BYE, or a failure such as no ACK."""
 
 
 class DialogState(enum.Enum):
@@ -132,6 +146,14 @@ class Dialog:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.call_id, self.local_tag, self.remote_tag)
+
+    def set_handler(self, handler: DialogHandler) -> None:
+        """Send this dialog's offers, INFOs and its end to `handler`."""
+        self.on_reinvite = handler.on_reinvite
+        self.on_info = handler.on_info
+        self.on_state_change = lambda state: (
+            handler.on_terminated(self.reason or "") if state == DialogState.TERMINATED else None
+        )
 
     def _set_state(self, state: DialogState) -> None:
         if state == self.state:

@@ -18,12 +18,10 @@ from .call import IncomingCallState, OutgoingCall, ServerInvite
 from .dialog import Dialog
 from .digest import Challenge, Credentials, authorization
 from .message import (
-    Address,
     Headers,
     SipParseError,
     SipRequest,
     SipResponse,
-    SipUri,
     Via,
     make_response,
     new_branch,
@@ -40,6 +38,7 @@ from .transaction import (
     transaction_key,
 )
 from .transport import Addr, UdpTransport
+from .uri import Address, SipUri
 
 logger = logging.getLogger(__name__)
 
@@ -394,7 +393,7 @@ class SipEndpoint:
             self._respond(tx, request, 481)
             return
         self._respond(tx, request, 200)
-        call._cancel()
+        call._cancel(request.headers.get("Reason") or "")
 
     def _handle_invite(self, request: SipRequest, tx: ServerInviteTransaction) -> None:
         if request.contact is None:
