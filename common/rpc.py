@@ -138,10 +138,14 @@ def decode_reply(raw: bytes | str | Mapping[str, Any]) -> Reply:
     return Reply(_text(message, "re"), ok, message.get("result"), error, code)
 
 
+# One command, not a MULTI pipeline: a pipeline takes a connection from the pool even when `r`
+# holds one of its own (`common.redisconn.leased_redis`).
+_PUSH = "redis.call('RPUSH', KEYS[1], ARGV[1]); redis.call('EXPIRE', KEYS[1], ARGV[2])"
+
+
 async def push(r: aioredis.Redis, key: str, message: str, ttl: int) -> None:
-    """Append one message to a list and (re)set the list's expiry, in one round trip."""
-    async with r.pipeline(transaction=True) as pipe:
-        await pipe.rpush(key, message).expire(key, ttl).execute()
+    """Append one message to a list and (re)set the list's expiry, atomically, in one round trip."""
+    await r.eval(_PUSH, 1, key, message, ttl)
 
 
 class PendingReplies:

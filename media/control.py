@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from common import rpc
-from common.redisconn import async_redis
+from common.redisconn import leased_redis, release
 from connectycube.signalling import IceCandidate
 from sip.sdp import NoCommonCodec
 
@@ -92,14 +92,20 @@ class RemoteSession:
         self._watch: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
         self.closed = False
+        # Two connections leased from the process's pool for the session's life: one blocks
+        # reading the worker's replies and events, one sends commands and heartbeats.
+        self._control: aioredis.Redis | None = None
+        self._listen: aioredis.Redis | None = None
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.session_id}>"
 
     @property
     def redis(self) -> aioredis.Redis:
-        """The process's shared client for the running loop (resolved late: made outside a loop is fine)."""
-        return async_redis(self.redis_url)
+        """The session's command connection (leased on first use, inside the loop)."""
+        if self._control is None:
+            self._control = leased_redis(self.redis_url)
+        return self._control
 
     def keys(self) -> tuple[str, str, str, str]:
         return session_keys(self.session_id)
@@ -113,6 +119,7 @@ class RemoteSession:
             if asyncio.get_running_loop().time() > deadline:
                 raise MediaError(f"no media worker took session {self.session_id} within {within:.0f}s")
             await asyncio.sleep(0.02)
+        self._listen = leased_redis(self.redis_url)
         self._reader = asyncio.create_task(self._read(), name=f"media evt {self.session_id}")
         self._watch = asyncio.create_task(self._heartbeats(), name=f"media hb {self.session_id}")
 
@@ -135,9 +142,10 @@ class RemoteSession:
 
     async def _read(self) -> None:
         _, evt, _, _ = self.keys()
+        assert self._listen is not None
         while not self.closed:
             try:
-                item = await self.redis.blpop([evt], timeout=1)
+                item = await self._listen.blpop([evt], timeout=1)
             except aioredis.RedisError as exc:
                 logger.warning("%r: Redis error reading events: %s", self, exc)
                 await asyncio.sleep(0.5)
@@ -199,8 +207,12 @@ class RemoteSession:
                 task.cancel()
         await asyncio.gather(*(t for t in (self._reader, self._watch) if t), return_exceptions=True)
         _, _, _, edge_hb = self.keys()
-        # The client is the process's shared one: leave its pool open.
-        await self.redis.delete(edge_hb)
+        try:
+            await self.redis.delete(edge_hb)
+        finally:
+            for client in (self._listen, self._control):
+                if client is not None:
+                    await release(client)
 
 
 class RemotePeer:

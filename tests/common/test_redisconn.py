@@ -63,3 +63,21 @@ async def test_aclose_async_pools_disconnects_this_loop_only(redis_url: str) -> 
     await redisconn.aclose_async_pools()
     assert async_redis(redis_url) is not client  # a fresh one next time
     assert await async_redis(redis_url).ping()
+
+
+async def test_a_leased_client_holds_one_pooled_connection_until_released(redis_url: str) -> None:
+    from common import rpc
+
+    pool = async_redis(redis_url).connection_pool
+    leased = redisconn.leased_redis(redis_url)
+    assert leased.connection_pool is pool  # the process's pool: no connection of its own
+    await rpc.push(leased, "ccbridge:test:leased", "one", 60)  # a command on its own connection
+    await leased.ping()
+    held = leased.connection
+    assert held is not None and held in pool._in_use_connections
+    assert await async_redis(redis_url).lrange("ccbridge:test:leased", 0, -1) == [b"one"]
+    assert 0 < await async_redis(redis_url).ttl("ccbridge:test:leased") <= 60
+    await redisconn.release(leased)
+    # Back in the pool, still connected, for the next lease.
+    assert held not in pool._in_use_connections and held in pool._available_connections
+    await async_redis(redis_url).delete("ccbridge:test:leased")
