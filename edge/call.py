@@ -48,9 +48,9 @@ from .talking import Talking
 logger = logging.getLogger(__name__)
 
 
-
-
 class BridgedCall(Ringing, Talking):
+    """One bridged call: its state, its legs, its one loop (`run`) and its one `close`."""
+
     def __init__(
         self,
         invite: ServerInvite,

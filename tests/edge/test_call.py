@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import typing
 
 import pytest
 
+from edge import events as ev
 from edge.call import BridgedCall, BridgeState
 from edge.endings import EndReason, cancel_reason
 from edge.ports import Direction, RingStrategy, Route
@@ -334,6 +337,24 @@ async def test_a_cancelled_edge_task_closes_the_call_once():
         await h.task
     assert [f.reason for f in h.records.finished] == [EndReason.SHUTDOWN]
     assert h.invite.rejected == 503 and first.hangups == [{"reason": "shutdown"}]
+
+
+def test_every_kind_of_event_has_a_handler():
+    call = BridgedCall(FakeInvite(), records=None, accounts=None, media=None)
+    assert set(call._handlers) == set(typing.get_args(ev.Event))
+
+
+async def test_an_event_that_does_not_fit_the_state_is_logged_not_lost(caplog):
+    h = Harness()
+    await h.ringing(2)
+    with caplog.at_level(logging.DEBUG, logger="edge.call"):
+        h.call.post(ev.IceTimeout())  # no accept yet: nothing to time out
+        h.call.post(ev.SipEnded("remote bye"))  # no dialog yet
+        await asyncio.sleep(0.01)
+    assert "IceTimeout ignored in ringing" in caplog.text and "SipEnded ignored in ringing" in caplog.text
+    assert not h.task.done()
+    h.invite.cancel("")
+    await h.done()
 
 
 def test_only_inbound_calls_are_built():
