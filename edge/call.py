@@ -76,7 +76,6 @@ class BridgedCall(Ringing, Talking):
         self.legs: list[AgentLeg] = []
         self.winner: AgentLeg | None = None
         self.dialog: Dialog | None = None
-        self.end: Finish | None = None
         self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._rounds: list[tuple[int, ...]] = []
         self._round = -1
@@ -84,7 +83,6 @@ class BridgedCall(Ringing, Talking):
         self._reasons: list[dict[str, Any]] = []  # why the agents did not take it
         self._rang = False
         self._timer: asyncio.TimerHandle | None = None
-        self._closed = asyncio.Event()
         self._handlers = {
             ev.SipCancelled: self._on_sip_cancelled,
             ev.SipReinvite: self._on_sip_reinvite,
@@ -138,10 +136,6 @@ class BridgedCall(Ringing, Talking):
                 self._ignore(self._events.get_nowait(), "after the end")
             await self.records.flush()
 
-    async def wait_closed(self) -> Finish | None:
-        await self._closed.wait()
-        return self.end
-
     def _ignore(self, event: ev.Event, why: str = "") -> None:
         logger.debug("%r: %s ignored in %s%s", self, type(event).__name__, self.state.value, why and f" ({why})")
 
@@ -155,7 +149,6 @@ class BridgedCall(Ringing, Talking):
             SipFacts(
                 call_id=request.call_id,
                 from_header=request.headers.get("From") or "",
-                to_header=request.headers.get("To") or "",
                 dialed=str(request.uri),
                 linkedid=request.headers.get("X-CCBridge-Linkedid"),
                 received_at=datetime.now(UTC),
@@ -362,17 +355,15 @@ class BridgedCall(Ringing, Talking):
         answered = self.dialog is not None
         self._set_state(BridgeState.CLOSED)
         self._timer_cancel()
-        ending = reason.ending
-        self.end = Finish(reason, detail, answered=answered)
+        finish = Finish(reason, detail, answered=answered)
         try:
             await self._close_sip(reason, detail)
-            self.end.stats = await self._close_app(reason)
+            finish.stats = await self._close_app(reason)
         finally:
             await asyncio.gather(*(leg.release() for leg in self.legs), return_exceptions=True)
-            self.records.finish(self.end)
+            self.records.finish(finish)
             if answered:
-                self.records.event("call.end", reason=self.end.text, q850=ending.q850)
-            self._closed.set()
+                self.records.event("call.end", reason=finish.text, q850=reason.ending.q850)
 
     async def _close_sip(self, reason: EndReason, detail: str) -> None:
         if self.invite.state is IncomingCallState.PROCEEDING:
@@ -390,17 +381,10 @@ class BridgedCall(Ringing, Talking):
 
     async def _close_app(self, reason: EndReason) -> dict[str, Any] | None:
         """Hang up the agents still ringing or talking; return the bridged session's stats."""
-        stats = None
         winner = self.winner
-        if winner is not None and self.dialog is not None:
-            try:
-                stats = await winner.media.stats()
-            except Exception as exc:
-                logger.info("%r: no stats: %s", self, exc)
-        app_reason = reason.ending.app_reason
-        if reason is EndReason.AGENT_HUNG_UP:
-            return stats  # the agent's own hang-up: nothing to tell it
-        await self._hang_up([leg for leg in self.legs if not leg.done or leg is winner], app_reason)
+        stats = await winner.media.stats() if winner is not None and self.dialog is not None else None
+        # The winner is told too (a hang-up of a call it ended itself is a no-op).
+        await self._hang_up([leg for leg in self.legs if not leg.done or leg is winner], reason.ending.app_reason)
         return stats
 
     async def _hang_up(self, legs: list[AgentLeg], reason: str) -> None:

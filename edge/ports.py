@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -62,7 +62,6 @@ class SipFacts:
 
     call_id: str
     from_header: str
-    to_header: str
     dialed: str
     linkedid: str | None
     received_at: datetime
@@ -75,7 +74,7 @@ class Finish:
     reason: EndReason
     detail: str = ""  # what failed, when the reason's own text is not enough
     answered: bool = False
-    stats: dict[str, Any] | None = field(default=None)
+    stats: dict[str, Any] | None = None
 
     @property
     def text(self) -> str:

@@ -46,9 +46,6 @@ async def start_on_celery(session_id: str, prefer_opus: bool) -> None:
 class EdgeService:
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
-        self.redis_url = config.redis_url
-        self.media_start_timeout = config.media_start_timeout
-        self.media_timeout = config.media_timeout
         self.ice_timeout = config.ice_timeout
         self.endpoint = SipEndpoint(config.sip_host, config.sip_port, public_host=config.public_host)
         self.media = WorkerMedia(
